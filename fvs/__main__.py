@@ -1,0 +1,5 @@
+import sys
+
+from fvs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+"""A small blocking client for the FVS gRPC API (used by the CLI and by tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from types import TracebackType
+
+import grpc
+from grpc_status import rpc_status
+
+from fvs.api.errors import error_info
+from fvs.api.v1 import registry_pb2, registry_pb2_grpc, verification_pb2, verification_pb2_grpc
+
+
+@dataclass(frozen=True)
+class CallFailedError(Exception):
+    """A refused or failed call: gRPC code name, FVS reason (ErrorInfo) and message."""
+
+    code: str
+    reason: str
+    message: str
+    metadata: dict[str, str]
+
+    def __str__(self) -> str:
+        return f"{self.reason or self.code} ({self.code}): {self.message}"
+
+
+def _failure(exc: grpc.RpcError) -> CallFailedError:
+    call = exc if isinstance(exc, grpc.Call) else None
+    status = rpc_status.from_call(call) if call is not None else None
+    info = error_info(status)
+    code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
+    message = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    return CallFailedError(
+        code=code,
+        reason=info.reason if info else "",
+        message=message or "",
+        metadata=dict(info.metadata) if info else {},
+    )
+
+
+class FvsClient:
+    def __init__(
+        self, address: str, timeout_s: float = 30.0, max_message_bytes: int = 16 * 1024 * 1024
+    ) -> None:
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_send_message_length", max_message_bytes)]
+        )
+        self.timeout_s = timeout_s
+        self._verify = verification_pb2_grpc.FaceVerificationStub(self.channel)
+        self._registry = registry_pb2_grpc.RegistryStub(self.channel)
+
+    def __enter__(self) -> FvsClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.channel.close()
+
+    def verify(
+        self,
+        citizen_id: str,
+        image: bytes,
+        purpose: str = "",
+        consent_reference: str = "",
+        consent_given_at: dt.datetime | None = None,
+        request_id: str = "",
+    ) -> verification_pb2.VerifyResponse:
+        request = verification_pb2.VerifyRequest(
+            citizen_id=citizen_id, image=image, purpose=purpose, request_id=request_id
+        )
+        if consent_reference or consent_given_at:
+            request.consent.reference = consent_reference
+            if consent_given_at is not None:
+                request.consent.given_at.FromDatetime(consent_given_at)
+        try:
+            response: verification_pb2.VerifyResponse = self._verify.Verify(
+                request, timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response
+
+    def enroll(
+        self, citizen_id: str, image: bytes, create_if_missing: bool = False
+    ) -> registry_pb2.EnrollResponse:
+        try:
+            response: registry_pb2.EnrollResponse = self._registry.Enroll(
+                registry_pb2.EnrollRequest(
+                    citizen_id=citizen_id, image=image, create_if_missing=create_if_missing
+                ),
+                timeout=self.timeout_s,
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response
+
+    def get_citizen(self, citizen_id: str) -> registry_pb2.Citizen:
+        try:
+            response: registry_pb2.Citizen = self._registry.GetCitizen(
+                registry_pb2.GetCitizenRequest(citizen_id=citizen_id), timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response
+
+    def delete_enrollment(self, citizen_id: str) -> registry_pb2.DeleteEnrollmentResponse:
+        try:
+            response: registry_pb2.DeleteEnrollmentResponse = self._registry.DeleteEnrollment(
+                registry_pb2.DeleteEnrollmentRequest(citizen_id=citizen_id), timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response

@@ -1,0 +1,123 @@
+"""Protobuf <-> domain values. No logic beyond the mapping of fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf import timestamp_pb2
+
+from fvs.api.v1 import common_pb2, registry_pb2, verification_pb2
+from fvs.domain import (
+    CardStatus,
+    CitizenView,
+    Consent,
+    EnrollRequest,
+    EnrollResult,
+    Face,
+    Sex,
+    Timings,
+    VerifyRequest,
+    VerifyResult,
+)
+
+
+def verify_request(msg: verification_pb2.VerifyRequest) -> VerifyRequest:
+    consent = None
+    if msg.HasField("consent"):
+        given = (
+            msg.consent.given_at.ToDatetime(tzinfo=dt.UTC)
+            if msg.consent.HasField("given_at")
+            else None
+        )
+        consent = Consent(reference=msg.consent.reference, given_at=given)
+    return VerifyRequest(
+        citizen_id=msg.citizen_id,
+        image=msg.image,
+        purpose=msg.purpose,
+        consent=consent,
+        request_id=msg.request_id,
+    )
+
+
+def enroll_request(msg: registry_pb2.EnrollRequest) -> EnrollRequest:
+    return EnrollRequest(
+        citizen_id=msg.citizen_id, image=msg.image, create_if_missing=msg.create_if_missing
+    )
+
+
+def face(value: Face) -> common_pb2.Face:
+    x0, y0, x1, y1 = value.box
+    return common_pb2.Face(
+        box=common_pb2.Box(x_min=x0, y_min=y0, x_max=x1, y_max=y1),
+        landmarks=[common_pb2.Point(x=x, y=y) for x, y in value.landmarks],
+        detection_score=value.score,
+    )
+
+
+def timings(value: Timings) -> common_pb2.StageTimings:
+    return common_pb2.StageTimings(
+        decode_ms=value.decode_ms,
+        detect_ms=value.detect_ms,
+        align_ms=value.align_ms,
+        embed_ms=value.embed_ms,
+        match_ms=value.match_ms,
+        total_ms=value.total_ms,
+    )
+
+
+def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def verify_response(result: VerifyResult) -> verification_pb2.VerifyResponse:
+    return verification_pb2.VerifyResponse(
+        match_score=result.match_score,
+        similarity=result.similarity,
+        model=result.model,
+        probe_face=face(result.face),
+        request_id=result.request_id,
+        template_version=result.template_version,
+        score_mapping=result.score_mapping,
+        timings=timings(result.timings),
+    )
+
+
+def enroll_response(result: EnrollResult) -> registry_pb2.EnrollResponse:
+    return registry_pb2.EnrollResponse(
+        citizen_id=result.citizen_id,
+        template_version=result.template_version,
+        model=result.model,
+        face=face(result.face),
+        citizen_created=result.citizen_created,
+        enrolled_at=timestamp(result.enrolled_at),
+    )
+
+
+_SEX = {Sex.MALE: registry_pb2.SEX_MALE, Sex.FEMALE: registry_pb2.SEX_FEMALE}
+_CARD = {
+    CardStatus.ACTIVE: registry_pb2.CARD_STATUS_ACTIVE,
+    CardStatus.EXPIRED: registry_pb2.CARD_STATUS_EXPIRED,
+    CardStatus.REVOKED: registry_pb2.CARD_STATUS_REVOKED,
+}
+
+
+def citizen(view: CitizenView) -> registry_pb2.Citizen:
+    c = view.citizen
+    return registry_pb2.Citizen(
+        citizen_id=c.citizen_id,
+        first_name_th=c.first_name_th,
+        last_name_th=c.last_name_th,
+        first_name_en=c.first_name_en,
+        last_name_en=c.last_name_en,
+        sex=_SEX[c.sex],
+        birth_date=c.birth_date.isoformat(),
+        province=c.province,
+        district=c.district,
+        card_status=_CARD[c.card_status],
+        synthetic=c.synthetic,
+        enrolled=view.template_version > 0,
+        template_version=view.template_version,
+        template_model=view.template_model,
+    )

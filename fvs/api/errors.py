@@ -1,0 +1,58 @@
+"""The one mapping from FVS error kinds to gRPC status codes, and rich error details."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from fvs.errors import ErrorCode, FvsError, Kind
+
+DOMAIN = "fvs.v1"
+
+GRPC_CODE: Mapping[Kind, grpc.StatusCode] = {
+    Kind.INVALID_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Kind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Kind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+GENERIC_INTERNAL_MESSAGE = "internal error; the server logged the details"
+
+
+def grpc_code(code: ErrorCode) -> grpc.StatusCode:
+    return GRPC_CODE[code.kind]
+
+
+def to_grpc_status(error: FvsError) -> grpc.Status:
+    """google.rpc.Status with an ErrorInfo (domain fvs.v1, reason = the error code)."""
+    code = grpc_code(error.code)
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code.value, domain=DOMAIN, metadata=error.metadata
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    message = error.message if error.code is not ErrorCode.INTERNAL else GENERIC_INTERNAL_MESSAGE
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def internal_status() -> grpc.Status:
+    return to_grpc_status(FvsError(ErrorCode.INTERNAL, GENERIC_INTERNAL_MESSAGE))
+
+
+def error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo detail of a google.rpc.Status, if any."""
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None

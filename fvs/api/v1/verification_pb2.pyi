@@ -1,0 +1,52 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from fvs.api.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Consent(_message.Message):
+    __slots__ = ("reference", "given_at")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_AT_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    given_at: _timestamp_pb2.Timestamp
+    def __init__(self, reference: _Optional[str] = ..., given_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("citizen_id", "image", "purpose", "consent", "request_id")
+    CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    citizen_id: str
+    image: bytes
+    purpose: str
+    consent: Consent
+    request_id: str
+    def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings")
+    MATCH_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FACE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_MAPPING_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    match_score: float
+    similarity: float
+    model: str
+    probe_face: _common_pb2.Face
+    request_id: str
+    template_version: int
+    score_mapping: str
+    timings: _common_pb2.StageTimings
+    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,85 @@
+"""Configuration, read once at start from FVS_* environment variables (nested with ``__``).
+
+Examples: ``FVS_SERVER__ADDRESS=127.0.0.1:50051``, ``FVS_MODEL__PROVIDERS=cuda``,
+``FVS_PIPELINE__MULTIPLE_FACES_RATIO=0.8``, ``FVS_STORE__DATA_DIR=/var/lib/fvs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Providers = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+
+class ServerSettings(BaseModel):
+    address: str = "127.0.0.1:50051"
+    # Threads that run inference and store calls off the event loop.
+    workers: int = Field(default=4, ge=1, le=256)
+    # Seconds in-flight calls get to finish on shutdown.
+    grace_s: float = Field(default=5.0, ge=0)
+    # Largest gRPC message accepted (bytes); images are further limited by the pipeline.
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+
+class ModelSettings(BaseModel):
+    # Model pack id: the manifest models/<pack>.json.
+    pack: str = "buffalo_sc"
+    # Folder holding manifests (and the weight files of packs that are not shipped in a wheel).
+    models_dir: Path = Path(__file__).resolve().parent.parent / "models"
+    providers: Providers = "auto"
+    # onnxruntime intra-op threads per session; 0 lets onnxruntime decide.
+    intra_op_threads: int = Field(default=0, ge=0, le=256)
+    # Thread-pool spinning burns cores other sessions need; off by default (measured ~1.5x
+    # slower end to end with it on, two sessions on two cores).
+    allow_spinning: bool = False
+    warmup_runs: int = Field(default=2, ge=0, le=100)
+
+
+class PipelineSettings(BaseModel):
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=10_000)
+    # Detector input sizes (square, multiples of 32). The image is letterboxed into each and the
+    # detections merged; a small size finds faces that fill the frame, which SCRFD misses when
+    # they are blown up past ~330 px.
+    detector_sizes: list[int] = Field(default_factory=lambda: [640, 160])
+    detection_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Reject with MULTIPLE_FACES when the second-largest face's side is at least this fraction
+    # of the largest face's side.
+    multiple_faces_ratio: float = Field(default=0.7, gt=0, le=1)
+    # Smallest face accepted (shorter side of the detected box, in pixels).
+    min_face_px: int = Field(default=40, ge=8)
+
+    @field_validator("detector_sizes")
+    @classmethod
+    def _sizes_are_strides(cls, sizes: list[int]) -> list[int]:
+        if not sizes:
+            raise ValueError("at least one detector size is needed")
+        for size in sizes:
+            if size < 64 or size > 2048 or size % 32:
+                raise ValueError(f"detector size {size} must be a multiple of 32 in 64..2048")
+        return sizes
+
+
+class ScoreSettings(BaseModel):
+    # match_score = 100 / (1 + exp(-slope * (cosine - midpoint))): see README "Match score".
+    midpoint: float = Field(default=0.30, gt=-1, lt=1)
+    slope: float = Field(default=20.0, gt=0)
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite"] = "sqlite"
+    data_dir: Path = Path("fvs-data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FVS_", env_nested_delimiter="__", extra="ignore")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)

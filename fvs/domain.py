@@ -1,0 +1,148 @@
+"""Frozen, transport-neutral values that cross layer boundaries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Embedding = npt.NDArray[np.float32]
+"""(D,) float32, L2-normalised."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face in image pixel coordinates (after EXIF orientation)."""
+
+    box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
+    landmarks: tuple[tuple[float, float], ...]  # 5 points: eyes, nose, mouth corners
+    score: float
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def side(self) -> float:
+        """Geometric mean of the box sides: the face's linear size."""
+        return float(np.sqrt(max(self.width, 0.0) * max(self.height, 0.0)))
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per stage of one request."""
+
+    decode_ms: float = 0.0
+    detect_ms: float = 0.0
+    align_ms: float = 0.0
+    embed_ms: float = 0.0
+    match_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the pipeline extracts from one photo."""
+
+    face: Face
+    embedding: Embedding
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class Consent:
+    reference: str
+    given_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    citizen_id: str
+    image: bytes
+    purpose: str = ""
+    consent: Consent | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    match_score: float
+    similarity: float
+    model: str
+    face: Face
+    request_id: str
+    template_version: int
+    score_mapping: str
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    citizen_id: str
+    image: bytes
+    create_if_missing: bool = False
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    citizen_id: str
+    template_version: int
+    model: str
+    face: Face
+    citizen_created: bool
+    enrolled_at: dt.datetime
+
+
+class Sex(enum.Enum):
+    MALE = "M"
+    FEMALE = "F"
+
+
+class CardStatus(enum.Enum):
+    ACTIVE = "ACTIVE"
+    EXPIRED = "EXPIRED"
+    REVOKED = "REVOKED"
+
+
+@dataclass(frozen=True)
+class Citizen:
+    """A civil-registration record. Holds no biometric data."""
+
+    citizen_id: str
+    first_name_th: str
+    last_name_th: str
+    first_name_en: str
+    last_name_en: str
+    sex: Sex
+    birth_date: dt.date
+    province: str
+    district: str
+    card_status: CardStatus = CardStatus.ACTIVE
+    synthetic: bool = True
+
+
+@dataclass(frozen=True)
+class Template:
+    """An enrolled face template."""
+
+    citizen_id: str
+    model_id: str
+    vector: Embedding = field(repr=False)
+    version: int
+    enrolled_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CitizenView:
+    """A citizen record with its enrolment status (what GetCitizen returns)."""
+
+    citizen: Citizen
+    template_version: int  # 0 when not enrolled
+    template_model: str

@@ -1,0 +1,83 @@
+"""The one error taxonomy of FVS.
+
+Every failure a caller can see is an :class:`FvsError` carrying an :class:`ErrorCode`. The
+code is the machine-readable reason (``ErrorInfo.reason`` on the wire); ``Kind`` says which
+class of failure it is, and ``fvs.api.errors`` maps each kind to exactly one gRPC status code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+
+class Kind(enum.Enum):
+    """Transport-neutral failure classes (each maps to one gRPC code)."""
+
+    INVALID_INPUT = "invalid_input"
+    NOT_FOUND = "not_found"
+    PRECONDITION = "precondition"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+class ErrorCode(enum.Enum):
+    """Machine-readable reasons. The value is the wire reason string."""
+
+    INVALID_CITIZEN_ID = "INVALID_CITIZEN_ID"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    IMAGE_MISSING = "IMAGE_MISSING"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    IMAGE_UNDECODABLE = "IMAGE_UNDECODABLE"
+    NO_FACE = "NO_FACE"
+    MULTIPLE_FACES = "MULTIPLE_FACES"
+    FACE_TOO_SMALL = "FACE_TOO_SMALL"
+    CITIZEN_NOT_FOUND = "CITIZEN_NOT_FOUND"
+    NOT_ENROLLED = "NOT_ENROLLED"
+    TEMPLATE_MODEL_MISMATCH = "TEMPLATE_MODEL_MISMATCH"
+    MODEL_NOT_READY = "MODEL_NOT_READY"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+    @property
+    def kind(self) -> Kind:
+        return KIND_OF[self]
+
+
+KIND_OF: Mapping[ErrorCode, Kind] = {
+    ErrorCode.INVALID_CITIZEN_ID: Kind.INVALID_INPUT,
+    ErrorCode.INVALID_REQUEST: Kind.INVALID_INPUT,
+    ErrorCode.IMAGE_MISSING: Kind.INVALID_INPUT,
+    ErrorCode.IMAGE_TOO_LARGE: Kind.INVALID_INPUT,
+    ErrorCode.IMAGE_UNDECODABLE: Kind.INVALID_INPUT,
+    ErrorCode.NO_FACE: Kind.INVALID_INPUT,
+    ErrorCode.MULTIPLE_FACES: Kind.INVALID_INPUT,
+    ErrorCode.FACE_TOO_SMALL: Kind.INVALID_INPUT,
+    ErrorCode.CITIZEN_NOT_FOUND: Kind.NOT_FOUND,
+    ErrorCode.NOT_ENROLLED: Kind.NOT_FOUND,
+    ErrorCode.TEMPLATE_MODEL_MISMATCH: Kind.PRECONDITION,
+    ErrorCode.MODEL_NOT_READY: Kind.UNAVAILABLE,
+    ErrorCode.STORE_UNAVAILABLE: Kind.UNAVAILABLE,
+    ErrorCode.INTERNAL: Kind.INTERNAL,
+}
+
+
+class FvsError(Exception):
+    """A failure with a reason a caller can act on.
+
+    ``message`` is for humans; ``metadata`` holds small string facts for machines (it becomes
+    ``ErrorInfo.metadata``) and must never hold a citizen ID, an image or an embedding.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata)
+
+    def __repr__(self) -> str:
+        return f"FvsError({self.code.value}, {self.message!r})"
+
+
+class ConfigError(Exception):
+    """The service cannot start as configured (bad manifest, missing provider, ...)."""

@@ -1,0 +1,1 @@
+"""decode -> detect -> select -> align -> embed -> score: from photo bytes to a similarity."""

@@ -1,0 +1,53 @@
+"""ArcFace embedding of aligned crops, preprocessed as the manifest states."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from fvs.pipeline.decode import BgrImage
+from fvs.runtime.manifest import RecognizerSpec
+
+
+class InferenceSession(Protocol):
+    @property
+    def input_name(self) -> str: ...
+
+    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+class Embedder:
+    def __init__(self, session: InferenceSession, spec: RecognizerSpec) -> None:
+        self._session = session
+        self._input = session.input_name
+        self.spec = spec
+
+    def embed(self, crops: Sequence[BgrImage]) -> npt.NDArray[np.float32]:
+        """(N, D) float32 L2-normalised embeddings of N aligned (S, S, 3) uint8 BGR crops."""
+        size = self.spec.input_size
+        mean = self.spec.input_mean
+        blob = cv2.dnn.blobFromImages(
+            list(crops),
+            1.0 / self.spec.input_std,
+            (size, size),
+            (mean, mean, mean),
+            swapRB=self.spec.color == "RGB",
+        )
+        out = self._session.run({self._input: np.ascontiguousarray(blob, dtype=np.float32)})[0]
+        vectors = np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
+        if vectors.shape[1] != self.spec.embedding_size:
+            raise ValueError(
+                f"recogniser produced {vectors.shape[1]}-d embeddings, the manifest says "
+                f"{self.spec.embedding_size}"
+            )
+        return l2_normalise(vectors)
+
+
+def l2_normalise(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    normalised: npt.NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalised

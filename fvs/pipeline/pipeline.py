@@ -1,0 +1,119 @@
+"""The face pipeline: photo bytes -> the subject's face and its embedding, timed per stage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fvs.config import ModelSettings, PipelineSettings
+from fvs.domain import Face, Probe, Timings
+from fvs.pipeline.align import align
+from fvs.pipeline.decode import BgrImage, ImageLimits, decode
+from fvs.pipeline.detector import FaceDetector, landmarks_array, select_subject
+from fvs.pipeline.embedder import Embedder
+from fvs.runtime.manifest import Manifest, load_manifest, read_verified
+from fvs.runtime.sessions import Session, SessionOptions, resolve_providers
+
+log = logging.getLogger(__name__)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    pack: str
+    model_id: str
+    providers: list[str]
+    detector_sha256: str
+    recognizer_sha256: str
+
+
+class FacePipeline:
+    """decode -> detect -> select the subject -> align -> embed.
+
+    Thread-safe: onnxruntime sessions may be run concurrently, and no per-call state is kept.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        detector: FaceDetector,
+        embedder: Embedder,
+        settings: PipelineSettings,
+        providers: list[str],
+    ) -> None:
+        self.manifest = manifest
+        self.detector = detector
+        self.embedder = embedder
+        self.settings = settings
+        self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        self.info = ModelInfo(
+            pack=manifest.id,
+            model_id=manifest.model_id,
+            providers=providers,
+            detector_sha256=manifest.detector.sha256,
+            recognizer_sha256=manifest.recognizer.sha256,
+        )
+
+    @classmethod
+    def load(cls, model: ModelSettings, settings: PipelineSettings) -> FacePipeline:
+        """Load and verify the model pack named in ``model``; raises ConfigError."""
+        manifest, folder = load_manifest(model.models_dir, model.pack)
+        options = SessionOptions(
+            providers=resolve_providers(model.providers),
+            intra_op_threads=model.intra_op_threads,
+            allow_spinning=model.allow_spinning,
+        )
+        det_weights = read_verified(folder, manifest.detector.file, manifest.detector.sha256)
+        rec_weights = read_verified(folder, manifest.recognizer.file, manifest.recognizer.sha256)
+        det_session = Session(det_weights.data, f"{manifest.id}/detector", options)
+        rec_session = Session(rec_weights.data, f"{manifest.id}/recognizer", options)
+        detector = FaceDetector(
+            det_session.inner,
+            manifest.detector,
+            settings.detector_sizes,
+            settings.detection_threshold,
+        )
+        embedder = Embedder(rec_session, manifest.recognizer)
+        log.info(
+            "loaded model pack %s (%s) on %s", manifest.id, manifest.model_id, det_session.providers
+        )
+        return cls(manifest, detector, embedder, settings, det_session.providers)
+
+    def warm_up(self, runs: int) -> None:
+        """Run every detector size and the embedder so the first request pays no setup cost."""
+        blank = np.full((480, 640, 3), 127, dtype=np.uint8)
+        crop = np.full((self.manifest.recognizer.input_size,) * 2 + (3,), 127, dtype=np.uint8)
+        for _ in range(runs):
+            self.detector.detect(blank)
+            self.embedder.embed([crop])
+
+    def decode(self, data: bytes) -> BgrImage:
+        return decode(data, self.limits)
+
+    def find_subject(self, image: BgrImage) -> Face:
+        faces = self.detector.detect(image)
+        return select_subject(faces, self.settings.multiple_faces_ratio, self.settings.min_face_px)
+
+    def extract(self, data: bytes) -> Probe:
+        """The subject's face and (D,) float32 L2-normalised embedding from photo bytes."""
+        timings = Timings()
+        start = t = time.perf_counter()
+        image = self.decode(data)
+        timings.decode_ms = _ms(t)
+        t = time.perf_counter()
+        face = self.find_subject(image)
+        timings.detect_ms = _ms(t)
+        t = time.perf_counter()
+        crop = align(image, landmarks_array(face), self.manifest.recognizer.input_size)
+        timings.align_ms = _ms(t)
+        t = time.perf_counter()
+        embedding = self.embedder.embed([crop])[0]
+        timings.embed_ms = _ms(t)
+        timings.total_ms = _ms(start)
+        return Probe(face=face, embedding=embedding, timings=timings)

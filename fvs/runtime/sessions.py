@@ -1,0 +1,84 @@
+"""onnxruntime sessions with explicit, verified execution providers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from fvs.config import Providers
+from fvs.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+
+_REQUESTED: dict[str, list[str]] = {
+    "cpu": [CPU],
+    "cuda": [CUDA, CPU],
+    "tensorrt": [TENSORRT, CUDA, CPU],
+}
+
+
+def resolve_providers(choice: Providers) -> list[str]:
+    """Provider list for a config choice. ``auto`` picks CUDA when onnxruntime has it."""
+    if choice == "auto":
+        choice = "cuda" if CUDA in ort.get_available_providers() else "cpu"
+        log.info("providers=auto resolved to %s", choice)
+    return list(_REQUESTED[choice])
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    providers: list[str]
+    intra_op_threads: int = 0
+    allow_spinning: bool = False
+
+
+class Session:
+    """One onnxruntime InferenceSession over verified weight bytes.
+
+    Raises ConfigError at construction when the first requested provider is not the one
+    onnxruntime activated: a GPU request never silently falls back to the CPU.
+    """
+
+    def __init__(self, weights: bytes, name: str, options: SessionOptions) -> None:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = options.intra_op_threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        spin = "1" if options.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        so.log_severity_level = 3
+        try:
+            self.inner = ort.InferenceSession(weights, sess_options=so, providers=options.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ConfigError(f"{name}: onnxruntime could not create a session: {exc}") from exc
+        active = self.inner.get_providers()
+        wanted = options.providers[0]
+        if not active or active[0] != wanted:
+            raise ConfigError(
+                f"{name}: execution provider {wanted} was requested but onnxruntime activated "
+                f"{active} (available: {ort.get_available_providers()}). Install onnxruntime-gpu "
+                "with a matching CUDA/cuDNN, or set FVS_MODEL__PROVIDERS=cpu explicitly."
+            )
+        self.name = name
+        self.providers = active
+        log.info("%s: session on %s", name, active)
+
+    @property
+    def input_name(self) -> str:
+        return str(self.inner.get_inputs()[0].name)
+
+    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.inner.run(None, feed))
+
+
+def onnxruntime_version() -> str:
+    return str(ort.__version__)

@@ -1,0 +1,162 @@
+"""The transport-neutral verification service: what Verify, Enroll, GetCitizen and
+DeleteEnrollment do, whatever carries them."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from fvs import citizen_id as cid
+from fvs.domain import (
+    CitizenView,
+    EnrollRequest,
+    EnrollResult,
+    Probe,
+    Template,
+    VerifyRequest,
+    VerifyResult,
+)
+from fvs.errors import ErrorCode, FvsError
+from fvs.pipeline.pipeline import FacePipeline
+from fvs.pipeline.score import ScoreMapping, cosine
+from fvs.store.base import CitizenStore
+from fvs.store.synthetic import minimal_citizen
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_ID = 128
+MAX_PURPOSE = 64
+MAX_CONSENT_REFERENCE = 256
+
+
+def _require_image(image: bytes) -> None:
+    if not image:
+        raise FvsError(ErrorCode.IMAGE_MISSING, "image is empty", field="image")
+
+
+def _check_text(value: str, field: str, limit: int) -> None:
+    if len(value) > limit or not value.isprintable():
+        raise FvsError(
+            ErrorCode.INVALID_REQUEST,
+            f"{field} must be at most {limit} printable characters",
+            field=field,
+        )
+
+
+def _request_id(given: str) -> str:
+    if not given:
+        return uuid.uuid4().hex
+    if len(given) > MAX_REQUEST_ID or not given.isascii() or not given.isprintable():
+        raise FvsError(
+            ErrorCode.INVALID_REQUEST,
+            f"request_id must be at most {MAX_REQUEST_ID} printable ASCII characters",
+            field="request_id",
+        )
+    return given
+
+
+class FaceService:
+    """Verify / enroll / look up. Blocking: callers run it off their event loop."""
+
+    def __init__(self, store: CitizenStore, mapping: ScoreMapping) -> None:
+        self.store = store
+        self.mapping = mapping
+        self._pipeline: FacePipeline | None = None
+
+    def set_pipeline(self, pipeline: FacePipeline) -> None:
+        """Mark the model loaded and warmed up: from now on calls are served."""
+        self._pipeline = pipeline
+
+    @property
+    def ready(self) -> bool:
+        return self._pipeline is not None
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        if self._pipeline is None:
+            raise FvsError(
+                ErrorCode.MODEL_NOT_READY, "the face model is still loading; retry shortly"
+            )
+        return self._pipeline
+
+    def verify(self, request: VerifyRequest) -> VerifyResult:
+        start = time.perf_counter()
+        cid.validate(request.citizen_id)
+        _require_image(request.image)
+        request_id = _request_id(request.request_id)
+        _check_text(request.purpose, "purpose", MAX_PURPOSE)
+        if request.consent is not None:
+            _check_text(request.consent.reference, "consent.reference", MAX_CONSENT_REFERENCE)
+        pipeline = self.pipeline
+        template = self._enrolled_template(request.citizen_id, pipeline.info.model_id)
+        probe: Probe = pipeline.extract(request.image)
+        t = time.perf_counter()
+        similarity = cosine(probe.embedding, template.vector)
+        score = self.mapping.percent(similarity)
+        probe.timings.match_ms = (time.perf_counter() - t) * 1000.0
+        probe.timings.total_ms = (time.perf_counter() - start) * 1000.0
+        return VerifyResult(
+            match_score=score,
+            similarity=similarity,
+            model=pipeline.info.model_id,
+            face=probe.face,
+            request_id=request_id,
+            template_version=template.version,
+            score_mapping=self.mapping.id,
+            timings=probe.timings,
+        )
+
+    def _enrolled_template(self, citizen_id: str, model_id: str) -> Template:
+        template = self.store.active_template(citizen_id)
+        if template is None:
+            if self.store.get_citizen(citizen_id) is None:
+                raise FvsError(ErrorCode.CITIZEN_NOT_FOUND, "no citizen with this ID")
+            raise FvsError(ErrorCode.NOT_ENROLLED, "this citizen has no enrolled face")
+        if template.model_id != model_id:
+            raise FvsError(
+                ErrorCode.TEMPLATE_MODEL_MISMATCH,
+                f"the enrolled template was made by model {template.model_id}, this server "
+                f"runs {model_id}; re-enrol the citizen with this model",
+                template_model=template.model_id,
+                server_model=model_id,
+            )
+        return template
+
+    def enroll(self, request: EnrollRequest) -> EnrollResult:
+        cid.validate(request.citizen_id)
+        _require_image(request.image)
+        pipeline = self.pipeline
+        exists = self.store.get_citizen(request.citizen_id) is not None
+        if not exists and not request.create_if_missing:
+            raise FvsError(
+                ErrorCode.CITIZEN_NOT_FOUND,
+                "no citizen with this ID (set create_if_missing to create one)",
+            )
+        probe = pipeline.extract(request.image)
+        template, created = self.store.add_template(
+            request.citizen_id,
+            pipeline.info.model_id,
+            probe.embedding,
+            create=None if exists else minimal_citizen(request.citizen_id),
+        )
+        log.info("enrolled template v%d (citizen created: %s)", template.version, created)
+        return EnrollResult(
+            citizen_id=request.citizen_id,
+            template_version=template.version,
+            model=template.model_id,
+            face=probe.face,
+            citizen_created=created,
+            enrolled_at=template.enrolled_at,
+        )
+
+    def get_citizen(self, citizen_id: str) -> CitizenView:
+        cid.validate(citizen_id)
+        view = self.store.get_citizen(citizen_id)
+        if view is None:
+            raise FvsError(ErrorCode.CITIZEN_NOT_FOUND, "no citizen with this ID")
+        return view
+
+    def delete_enrollment(self, citizen_id: str) -> int:
+        cid.validate(citizen_id)
+        return self.store.delete_templates(citizen_id)

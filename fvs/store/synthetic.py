@@ -1,0 +1,181 @@
+"""Deterministic, plausible synthetic citizens (never real people)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from fvs.citizen_id import complete
+from fvs.domain import CardStatus, Citizen, Sex
+
+# (province code as used in ID digits 2-3, Thai name, romanised, districts (Thai, romanised))
+PROVINCES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
+    (
+        "10",
+        "กรุงเทพมหานคร",
+        "Bangkok",
+        [
+            ("พระนคร", "Phra Nakhon"),
+            ("ดุสิต", "Dusit"),
+            ("บางรัก", "Bang Rak"),
+            ("ปทุมวัน", "Pathum Wan"),
+            ("จตุจักร", "Chatuchak"),
+        ],
+    ),
+    (
+        "11",
+        "สมุทรปราการ",
+        "Samut Prakan",
+        [("เมืองสมุทรปราการ", "Mueang Samut Prakan"), ("บางพลี", "Bang Phli")],
+    ),
+    ("12", "นนทบุรี", "Nonthaburi", [("เมืองนนทบุรี", "Mueang Nonthaburi"), ("ปากเกร็ด", "Pak Kret")]),
+    (
+        "20",
+        "ชลบุรี",
+        "Chon Buri",
+        [("เมืองชลบุรี", "Mueang Chon Buri"), ("บางละมุง", "Bang Lamung"), ("ศรีราชา", "Si Racha")],
+    ),
+    (
+        "30",
+        "นครราชสีมา",
+        "Nakhon Ratchasima",
+        [("เมืองนครราชสีมา", "Mueang Nakhon Ratchasima"), ("ปากช่อง", "Pak Chong")],
+    ),
+    ("40", "ขอนแก่น", "Khon Kaen", [("เมืองขอนแก่น", "Mueang Khon Kaen"), ("ชุมแพ", "Chum Phae")]),
+    (
+        "50",
+        "เชียงใหม่",
+        "Chiang Mai",
+        [("เมืองเชียงใหม่", "Mueang Chiang Mai"), ("สันทราย", "San Sai"), ("ฝาง", "Fang")],
+    ),
+    ("65", "พิษณุโลก", "Phitsanulok", [("เมืองพิษณุโลก", "Mueang Phitsanulok")]),
+    ("83", "ภูเก็ต", "Phuket", [("เมืองภูเก็ต", "Mueang Phuket"), ("กะทู้", "Kathu")]),
+    ("90", "สงขลา", "Songkhla", [("เมืองสงขลา", "Mueang Songkhla"), ("หาดใหญ่", "Hat Yai")]),
+]
+
+MALE_NAMES = [
+    ("สมชาย", "Somchai"),
+    ("ประเสริฐ", "Prasert"),
+    ("วิชัย", "Wichai"),
+    ("สมศักดิ์", "Somsak"),
+    ("ธนากร", "Thanakorn"),
+    ("ณัฐพล", "Nattaphon"),
+    ("กิตติ", "Kitti"),
+    ("อนุชา", "Anucha"),
+    ("พงศกร", "Phongsakorn"),
+    ("ศุภชัย", "Supachai"),
+]
+FEMALE_NAMES = [
+    ("สมหญิง", "Somying"),
+    ("มาลี", "Malee"),
+    ("สุนิสา", "Sunisa"),
+    ("วันเพ็ญ", "Wanphen"),
+    ("กาญจนา", "Kanchana"),
+    ("ณัฐธิดา", "Natthida"),
+    ("ปิยะนุช", "Piyanuch"),
+    ("อรทัย", "Orathai"),
+    ("พรทิพย์", "Phonthip"),
+    ("จิราพร", "Jiraporn"),
+]
+SURNAMES = [
+    ("ใจดี", "Jaidee"),
+    ("รักไทย", "Rakthai"),
+    ("ศรีสุข", "Srisuk"),
+    ("แก้วมณี", "Kaewmanee"),
+    ("บุญมา", "Boonma"),
+    ("สุขสวัสดิ์", "Suksawat"),
+    ("วงศ์ใหญ่", "Wongyai"),
+    ("ทองดี", "Thongdee"),
+    ("พรหมมา", "Phromma"),
+    ("ชัยมงคล", "Chaimongkol"),
+    ("เจริญผล", "Charoenphon"),
+    ("มีสุข", "Meesuk"),
+]
+
+_EPOCH = dt.date(1940, 1, 1)
+_BIRTH_SPAN_DAYS = (dt.date(2008, 12, 31) - _EPOCH).days
+
+
+def synthetic_ids(count: int, rng: np.random.Generator) -> list[str]:
+    """``count`` distinct, check-digit-valid IDs shaped like Thai ones.
+
+    Digit 1: category 1-8 (mostly 1 and 3); digits 2-5: a province + district office of the
+    list above; digits 6-12: book and sequence numbers.
+    """
+    categories = np.array([1, 2, 3, 5, 8])
+    weights = np.array([0.45, 0.05, 0.45, 0.03, 0.02])
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < count:
+        need = count - len(out)
+        cat = rng.choice(categories, size=need, p=weights)
+        prov = rng.integers(0, len(PROVINCES), size=need)
+        office = rng.integers(1, 100, size=need)
+        serial = rng.integers(0, 10**7, size=need)
+        for c, p, o, s in zip(cat, prov, office, serial, strict=True):
+            first12 = f"{c}{PROVINCES[p][0]}{o:02d}{s:07d}"
+            if first12 not in seen:
+                seen.add(first12)
+                out.append(complete(first12))
+    return out
+
+
+def synthetic_citizens(count: int, seed: int) -> Iterator[Citizen]:
+    """``count`` deterministic synthetic citizens for ``seed``."""
+    rng = np.random.default_rng(seed)
+    ids = synthetic_ids(count, rng)
+    sexes = rng.integers(0, 2, size=count)
+    first = rng.integers(0, len(MALE_NAMES), size=count)
+    last = rng.integers(0, len(SURNAMES), size=count)
+    prov = rng.integers(0, len(PROVINCES), size=count)
+    dist = rng.integers(0, 1 << 30, size=count)
+    birth = rng.integers(0, _BIRTH_SPAN_DAYS, size=count)
+    status = rng.choice(3, size=count, p=[0.96, 0.03, 0.01])
+    statuses = [CardStatus.ACTIVE, CardStatus.EXPIRED, CardStatus.REVOKED]
+    for i in range(count):
+        male = bool(sexes[i])
+        given_th, given_en = (MALE_NAMES if male else FEMALE_NAMES)[first[i]]
+        sur_th, sur_en = SURNAMES[last[i]]
+        _code, prov_th, _prov_en, districts = PROVINCES[prov[i]]
+        district_th, _ = districts[int(dist[i]) % len(districts)]
+        yield Citizen(
+            citizen_id=ids[i],
+            first_name_th=given_th,
+            last_name_th=sur_th,
+            first_name_en=given_en,
+            last_name_en=sur_en,
+            sex=Sex.MALE if male else Sex.FEMALE,
+            birth_date=_EPOCH + dt.timedelta(days=int(birth[i])),
+            province=prov_th,
+            district=district_th,
+            card_status=statuses[int(status[i])],
+            synthetic=True,
+        )
+
+
+def random_templates(count: int, dim: int, seed: int) -> npt.NDArray[np.float32]:
+    """(count, dim) float32 random unit vectors (for scale tests, not real faces)."""
+    rng = np.random.default_rng([seed, 0xFACE])
+    vectors = rng.standard_normal((count, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def minimal_citizen(citizen_id: str) -> Citizen:
+    """The placeholder record ``create_if_missing`` makes for testers and evaluation."""
+    return Citizen(
+        citizen_id=citizen_id,
+        first_name_th="ทดสอบ",
+        last_name_th="ระบบ",
+        first_name_en="Test",
+        last_name_en="Subject",
+        sex=Sex.FEMALE,
+        birth_date=dt.date(1990, 1, 1),
+        province="กรุงเทพมหานคร",
+        district="พระนคร",
+        card_status=CardStatus.ACTIVE,
+        synthetic=True,
+    )
