@@ -42,13 +42,17 @@ class ModelSettings(BaseModel):
 class PipelineSettings(BaseModel):
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=10_000)
-    # Detector input sizes (square, multiples of 32). The image is letterboxed into each and the
-    # detections merged; a small size finds faces that fill the frame, which SCRFD misses when
-    # they are blown up past ~330 px.
-    detector_sizes: list[int] = Field(default_factory=lambda: [640, 160])
+    # Detector input sizes (square, multiples of 32); the image is letterboxed into each and the
+    # detections merged. Empty (the default) sizes the detector to the image: the long side
+    # rounded up to a multiple of 32, at most detector_max_size, plus a detector_coarse_size
+    # pass when that is more than twice as large, which finds faces that fill the frame
+    # (SCRFD-500M misses faces blown up past ~330 px). A 250x250 photo is run at 256 only.
+    detector_sizes: list[int] = Field(default_factory=list)
+    detector_max_size: int = Field(default=640, ge=64, le=2048, multiple_of=32)
+    detector_coarse_size: int = Field(default=160, ge=64, le=2048, multiple_of=32)
     detection_threshold: float = Field(default=0.5, gt=0, lt=1)
-    # Reject with MULTIPLE_FACES when the second-largest face's side is at least this fraction
-    # of the largest face's side.
+    # Reject with MULTIPLE_FACES when another face is at least this fraction as prominent as the
+    # subject (prominence: face size discounted by distance from the image centre).
     multiple_faces_ratio: float = Field(default=0.7, gt=0, le=1)
     # Smallest face accepted (shorter side of the detected box, in pixels).
     min_face_px: int = Field(default=40, ge=8)
@@ -56,8 +60,6 @@ class PipelineSettings(BaseModel):
     @field_validator("detector_sizes")
     @classmethod
     def _sizes_are_strides(cls, sizes: list[int]) -> list[int]:
-        if not sizes:
-            raise ValueError("at least one detector size is needed")
         for size in sizes:
             if size < 64 or size > 2048 or size % 32:
                 raise ValueError(f"detector size {size} must be a multiple of 32 in 64..2048")

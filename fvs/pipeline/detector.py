@@ -13,6 +13,8 @@ from fvs.errors import ErrorCode, FvsError
 from fvs.pipeline.decode import BgrImage
 from fvs.runtime.manifest import DetectorSpec
 
+STRIDE = 32  # SCRFD's largest feature stride: input sides must be multiples of it
+
 
 class FaceDetector:
     """SCRFD over an injected session, at one or more square input sizes.
@@ -22,7 +24,13 @@ class FaceDetector:
     """
 
     def __init__(
-        self, session: Any, spec: DetectorSpec, sizes: Sequence[int], threshold: float
+        self,
+        session: Any,
+        spec: DetectorSpec,
+        threshold: float,
+        sizes: Sequence[int] = (),
+        max_size: int = 640,
+        coarse_size: int = 160,
     ) -> None:
         # model_file=None + static_shape_sessions=False: SCRFD runs every size on our session
         # instead of creating sessions of its own.
@@ -31,13 +39,26 @@ class FaceDetector:
             raise ValueError("the detector model has no keypoint outputs; FVS needs 5 landmarks")
         self._scrfd.input_mean = spec.input_mean
         self._scrfd.input_std = spec.input_std
-        self.sizes = [(int(s), int(s)) for s in sizes]
+        self.fixed_sizes = [(int(s), int(s)) for s in sizes]
+        self.max_size = max_size
+        self.coarse_size = coarse_size
         self.threshold = threshold
+
+    def sizes_for(self, width: int, height: int) -> list[tuple[int, int]]:
+        """Detector input sizes for a (width x height) image."""
+        if self.fixed_sizes:
+            return self.fixed_sizes
+        primary = min(self.max_size, max(64, -(-max(width, height) // STRIDE) * STRIDE))
+        sizes = [(primary, primary)]
+        if primary > 2 * self.coarse_size:
+            sizes.append((self.coarse_size, self.coarse_size))
+        return sizes
 
     def detect(self, image: BgrImage) -> list[Face]:
         """All faces in ``image`` ((H, W, 3) uint8 BGR), largest first."""
+        height, width = image.shape[:2]
         boxes, landmarks = self._scrfd.detect(
-            image, input_size=self.sizes, det_thresh=self.threshold
+            image, input_size=self.sizes_for(width, height), det_thresh=self.threshold
         )
         faces = [
             Face(
@@ -51,23 +72,51 @@ class FaceDetector:
         return faces
 
 
-def select_subject(faces: Sequence[Face], multiple_faces_ratio: float, min_face_px: int) -> Face:
-    """The single subject of a verification photo, or the reason there is none.
+def prominence(face: Face, width: int, height: int) -> float:
+    """How much ``face`` looks like the subject of a (width x height) photo.
 
-    Rejects rather than guesses when a second face is nearly as large as the largest one
-    (its side >= ``multiple_faces_ratio`` x the largest side).
+    Its side (geometric mean of the box sides) discounted linearly by the distance of its centre
+    from the image centre: a face at the centre keeps its size, one in a corner counts nothing.
+    """
+    half_diagonal = 0.5 * float(np.hypot(width, height))
+    cx = 0.5 * (face.box[0] + face.box[2]) - 0.5 * width
+    cy = 0.5 * (face.box[1] + face.box[3]) - 0.5 * height
+    return face.side * max(0.0, 1.0 - float(np.hypot(cx, cy)) / half_diagonal)
+
+
+def _centre_inside(face: Face, box: tuple[float, float, float, float]) -> bool:
+    cx = 0.5 * (face.box[0] + face.box[2])
+    cy = 0.5 * (face.box[1] + face.box[3])
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
+def select_subject(
+    faces: Sequence[Face],
+    width: int,
+    height: int,
+    multiple_faces_ratio: float,
+    min_face_px: int,
+) -> Face:
+    """The single subject of a (width x height) verification photo, or the reason there is none.
+
+    The subject is the most prominent face (large and central, see ``prominence``). A second
+    face whose centre lies inside the subject's box is a duplicate detection of it and ignored.
+    When another face is nearly as prominent (>= ``multiple_faces_ratio`` x the subject's) the
+    photo is refused with MULTIPLE_FACES rather than guessed; smaller or off-centre bystanders
+    (a crowd behind the subject, a face cut by the frame edge) are not.
     """
     if not faces:
         raise FvsError(ErrorCode.NO_FACE, "no face was found in the image")
-    ordered = sorted(faces, key=lambda f: f.side, reverse=True)
-    subject = ordered[0]
-    if len(ordered) > 1 and ordered[1].side >= multiple_faces_ratio * subject.side:
+    ranked = sorted(faces, key=lambda f: prominence(f, width, height), reverse=True)
+    subject = ranked[0]
+    best = prominence(subject, width, height)
+    others = [f for f in ranked[1:] if not _centre_inside(f, subject.box)]
+    if others and prominence(others[0], width, height) >= multiple_faces_ratio * best:
         raise FvsError(
             ErrorCode.MULTIPLE_FACES,
-            f"{len(ordered)} faces found and the second is "
-            f"{ordered[1].side / subject.side:.0%} the size of the first; send a photo of one "
-            "person",
-            faces=str(len(ordered)),
+            f"{len(others) + 1} faces found and none stands out as the subject; send a photo "
+            "of one person",
+            faces=str(len(others) + 1),
         )
     short_side = min(subject.width, subject.height)
     if short_side < min_face_px:

@@ -76,8 +76,10 @@ class FacePipeline:
         detector = FaceDetector(
             det_session.inner,
             manifest.detector,
-            settings.detector_sizes,
             settings.detection_threshold,
+            sizes=settings.detector_sizes,
+            max_size=settings.detector_max_size,
+            coarse_size=settings.detector_coarse_size,
         )
         embedder = Embedder(rec_session, manifest.recognizer)
         log.info(
@@ -87,10 +89,11 @@ class FacePipeline:
 
     def warm_up(self, runs: int) -> None:
         """Run every detector size and the embedder so the first request pays no setup cost."""
-        blank = np.full((480, 640, 3), 127, dtype=np.uint8)
+        blanks = [np.full((side, side, 3), 127, dtype=np.uint8) for side in (250, 640)]
         crop = np.full((self.manifest.recognizer.input_size,) * 2 + (3,), 127, dtype=np.uint8)
         for _ in range(runs):
-            self.detector.detect(blank)
+            for blank in blanks:
+                self.detector.detect(blank)
             self.embedder.embed([crop])
 
     def decode(self, data: bytes) -> BgrImage:
@@ -98,7 +101,10 @@ class FacePipeline:
 
     def find_subject(self, image: BgrImage) -> Face:
         faces = self.detector.detect(image)
-        return select_subject(faces, self.settings.multiple_faces_ratio, self.settings.min_face_px)
+        height, width = image.shape[:2]
+        return select_subject(
+            faces, width, height, self.settings.multiple_faces_ratio, self.settings.min_face_px
+        )
 
     def extract(self, data: bytes) -> Probe:
         """The subject's face and (D,) float32 L2-normalised embedding from photo bytes."""
