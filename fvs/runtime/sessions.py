@@ -17,6 +17,11 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 
+_GPU_HINT = (
+    "Install onnxruntime-gpu (pip install .[gpu]) with the CUDA and cuDNN it was built for, or "
+    "set FVS_MODEL__PROVIDERS=cpu explicitly."
+)
+
 _REQUESTED: dict[str, list[str]] = {
     "cpu": [CPU],
     "cuda": [CUDA, CPU],
@@ -56,17 +61,23 @@ class Session:
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         so.log_severity_level = 3
+        wanted = options.providers[0]
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise ConfigError(
+                f"{name}: execution provider {wanted} was requested but this onnxruntime "
+                f"({ort.__version__}) has only {available}. {_GPU_HINT}"
+            )
         try:
             self.inner = ort.InferenceSession(weights, sess_options=so, providers=options.providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ConfigError(f"{name}: onnxruntime could not create a session: {exc}") from exc
         active = self.inner.get_providers()
-        wanted = options.providers[0]
         if not active or active[0] != wanted:
             raise ConfigError(
                 f"{name}: execution provider {wanted} was requested but onnxruntime activated "
-                f"{active} (available: {ort.get_available_providers()}). Install onnxruntime-gpu "
-                "with a matching CUDA/cuDNN, or set FVS_MODEL__PROVIDERS=cpu explicitly."
+                f"{active}: it could not start {wanted} (see onnxruntime's log above). "
+                f"{_GPU_HINT}"
             )
         self.name = name
         self.providers = active

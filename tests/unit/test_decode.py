@@ -6,7 +6,7 @@ from PIL import Image, ImageOps
 
 from fvs.errors import ErrorCode, FvsError
 from fvs.pipeline.decode import ImageLimits, decode, read_header
-from tests.conftest import bgr, encode, pil_bytes, photo
+from tests.conftest import bgr, encode, photo, pil_bytes
 
 LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024, max_pixels=40_000_000)
 

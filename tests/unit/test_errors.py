@@ -2,8 +2,14 @@ import grpc
 import pytest
 from google.rpc import status_pb2
 
-from fvs.api.errors import DOMAIN, GENERIC_INTERNAL_MESSAGE, GRPC_CODE, error_info, grpc_code
-from fvs.api.errors import to_grpc_status
+from fvs.api.errors import (
+    DOMAIN,
+    GENERIC_INTERNAL_MESSAGE,
+    GRPC_CODE,
+    error_info,
+    grpc_code,
+    to_grpc_status,
+)
 from fvs.errors import KIND_OF, ErrorCode, FvsError, Kind
 
 # The table the issue fixes, code by code.

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ def test_mapping_is_strictly_increasing_and_bounded() -> None:
     assert all(0.0 <= v <= 100.0 for v in values)
     # strictly increasing wherever double precision can tell the values apart
     inner = [mapping.percent(c) for c in np.linspace(-0.3, 0.9, 1201)]
-    assert all(b > a for a, b in zip(inner, inner[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(inner))
 
 
 def test_midpoint_is_fifty_percent() -> None:
