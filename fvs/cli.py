@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("photo", type=Path)
     client_args(verify)
 
+    health = sub.add_parser("health", help="ask a server whether it is SERVING (exit 0 if so)")
+    health.add_argument("--service", default="", help="a service name; empty: the whole server")
+    client_args(health)
+
     registry = sub.add_parser("registry", help="the synthetic civil-registration store")
     rsub = registry.add_subparsers(dest="registry_command", required=True)
     seed = rsub.add_parser("seed", help="generate deterministic synthetic citizens")
@@ -158,6 +162,10 @@ def _run_client(args: argparse.Namespace) -> int:
                     )
                     print(_face_line(vr.probe_face))
                     print(f"request id {vr.request_id}  ({vr.timings.total_ms:.1f} ms)")
+            elif args.command == "health":
+                status = client.health(args.service)
+                print(status)
+                return 0 if status == "SERVING" else EXIT_UNAVAILABLE
             elif args.registry_command == "show":
                 _print_json(client.get_citizen(args.citizen_id))
             else:
@@ -265,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.command in {"enroll", "verify"} or (
+        if args.command in {"enroll", "verify", "health"} or (
             args.command == "registry" and args.registry_command != "seed"
         ):
             return _run_client(args)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from fvs.api.errors import error_info
@@ -50,6 +51,7 @@ class FvsClient:
         self.timeout_s = timeout_s
         self._verify = verification_pb2_grpc.FaceVerificationStub(self.channel)
         self._registry = registry_pb2_grpc.RegistryStub(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
 
     def __enter__(self) -> FvsClient:
         return self
@@ -114,3 +116,13 @@ class FvsClient:
         except grpc.RpcError as exc:
             raise _failure(exc) from None
         return response
+
+    def health(self, service: str = "") -> str:
+        """SERVING, NOT_SERVING, ... for ``service`` ("" = the whole server)."""
+        try:
+            response = self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))

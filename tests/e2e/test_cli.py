@@ -45,6 +45,7 @@ def test_enrol_and_verify_in_one_line_each(server: ServerThread) -> None:
     other = fvs("verify", *s, "--json", "--citizen-id", CLI_CITIZEN, str(DATA / "biden.jpg"))
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout)["similarity"] < 0.3
+    assert fvs("health", *s).stdout.strip() == "SERVING"
     shown = fvs("registry", "show", *s, CLI_CITIZEN)
     assert json.loads(shown.stdout)["template_version"] >= 1
 
