@@ -72,6 +72,17 @@ class ScoreSettings(BaseModel):
     slope: float = Field(default=20.0, gt=0)
 
 
+class AccessSettings(BaseModel):
+    # Folder with server.pem, server.key and ca.pem (`fvs pki init`): mutual TLS.
+    tls_dir: Path | None = None
+    # Plaintext on loopback only, every call acting as the built-in development system.
+    insecure: bool = False
+    # Consent older than this is refused (CONSENT_REQUIRED, problem=expired).
+    consent_max_age_s: int = Field(default=24 * 3600, ge=60)
+    # Consent times up to this far in the future are tolerated (clock skew).
+    consent_clock_skew_s: int = Field(default=300, ge=0, le=3600)
+
+
 class StoreSettings(BaseModel):
     backend: Literal["sqlite"] = "sqlite"
     data_dir: Path = Path("fvs-data")
@@ -85,3 +96,4 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -41,13 +42,36 @@ def _failure(exc: grpc.RpcError) -> CallFailedError:
     )
 
 
-class FvsClient:
-    def __init__(
-        self, address: str, timeout_s: float = 30.0, max_message_bytes: int = 16 * 1024 * 1024
-    ) -> None:
-        self.channel = grpc.insecure_channel(
-            address, options=[("grpc.max_send_message_length", max_message_bytes)]
+@dataclass(frozen=True)
+class ClientTls:
+    """PEM bytes of the deployment CA, and of this system's certificate and key."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+    @classmethod
+    def from_files(cls, ca: Path, cert: Path, key: Path) -> ClientTls:
+        return cls(ca.read_bytes(), cert.read_bytes(), key.read_bytes())
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )
+
+
+def channel(
+    address: str, tls: ClientTls | None, max_message_bytes: int = 16 * 1024 * 1024
+) -> grpc.Channel:
+    options = [("grpc.max_send_message_length", max_message_bytes)]
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, tls.credentials(), options=options)
+
+
+class FvsClient:
+    def __init__(self, address: str, timeout_s: float = 30.0, tls: ClientTls | None = None) -> None:
+        self.channel = channel(address, tls)
         self.timeout_s = timeout_s
         self._verify = verification_pb2_grpc.FaceVerificationStub(self.channel)
         self._registry = registry_pb2_grpc.RegistryStub(self.channel)
@@ -73,10 +97,9 @@ class FvsClient:
         request = verification_pb2.VerifyRequest(
             citizen_id=citizen_id, image=image, purpose=purpose, request_id=request_id
         )
-        if consent_reference or consent_given_at:
+        if consent_reference:
             request.consent.reference = consent_reference
-            if consent_given_at is not None:
-                request.consent.given_at.FromDatetime(consent_given_at)
+            request.consent.given_at.FromDatetime(consent_given_at or dt.datetime.now(dt.UTC))
         try:
             response: verification_pb2.VerifyResponse = self._verify.Verify(
                 request, timeout=self.timeout_s

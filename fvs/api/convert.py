@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from fvs.api.v1 import common_pb2, registry_pb2, verification_pb2
+from fvs.access.model import Agency, AgencyKind, Permit, PermitStatus, System
+from fvs.api.v1 import admin_pb2, common_pb2, registry_pb2, verification_pb2
 from fvs.domain import (
     CardStatus,
     CitizenView,
@@ -19,6 +21,7 @@ from fvs.domain import (
     VerifyRequest,
     VerifyResult,
 )
+from fvs.errors import ErrorCode, FvsError
 
 
 def verify_request(msg: verification_pb2.VerifyRequest) -> VerifyRequest:
@@ -121,3 +124,74 @@ def citizen(view: CitizenView) -> registry_pb2.Citizen:
         template_version=view.template_version,
         template_model=view.template_model,
     )
+
+
+# ---- administration ------------------------------------------------------------------------
+
+_KIND = {
+    AgencyKind.STATE: admin_pb2.AGENCY_KIND_STATE,
+    AgencyKind.PRIVATE: admin_pb2.AGENCY_KIND_PRIVATE,
+}
+_PERMIT = {
+    PermitStatus.ACTIVE: admin_pb2.PERMIT_STATUS_ACTIVE,
+    PermitStatus.SUSPENDED: admin_pb2.PERMIT_STATUS_SUSPENDED,
+    PermitStatus.REVOKED: admin_pb2.PERMIT_STATUS_REVOKED,
+}
+
+
+def agency_kind_name(kind: int) -> str:
+    """STATE / PRIVATE, or "" (refused by the admin service) for an unspecified kind."""
+    for domain_kind, wire in _KIND.items():
+        if wire == kind:
+            return domain_kind.value
+    return ""
+
+
+def agency(value: Agency) -> admin_pb2.Agency:
+    return admin_pb2.Agency(
+        code=value.code,
+        kind=_KIND[value.kind],
+        name=value.name,
+        registration_number=value.registration_number,
+        mission=value.mission,
+        supervisors=[
+            admin_pb2.Supervisor(name=s.name, contact=s.contact) for s in value.supervisors
+        ],
+    )
+
+
+def permit(value: Permit) -> admin_pb2.Permit:
+    return admin_pb2.Permit(
+        id=value.id,
+        agency_code=value.agency_code,
+        status=_PERMIT[value.status],
+        status_reason=value.status_reason,
+        status_changed_at=timestamp(value.status_changed_at),
+        valid_from=timestamp(value.valid_from),
+        valid_until=timestamp(value.valid_until),
+        purposes=list(value.purposes),
+        conditions_version=value.conditions_version,
+    )
+
+
+def system(value: System) -> admin_pb2.System:
+    return admin_pb2.System(
+        id=value.id,
+        agency_code=value.agency_code,
+        name=value.name,
+        fingerprint=value.fingerprint,
+        active=value.active,
+    )
+
+
+def optional_time(message: Any, field: str) -> dt.datetime | None:
+    if not message.HasField(field):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def required_time(value: dt.datetime | None, field: str) -> dt.datetime:
+    if value is None:
+        raise FvsError(ErrorCode.INVALID_REQUEST, f"{field} is required", field=field)
+    return value

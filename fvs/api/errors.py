@@ -15,7 +15,10 @@ DOMAIN = "fvs.v1"
 
 GRPC_CODE: Mapping[Kind, grpc.StatusCode] = {
     Kind.INVALID_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Kind.DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Kind.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
     Kind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Kind.INTERNAL: grpc.StatusCode.INTERNAL,

@@ -1,21 +1,36 @@
-"""The grpc.aio server: FVS services, health (NOT_SERVING until the model is warm) and
-reflection."""
+"""The grpc.aio server: FVS services behind mutual TLS (or --insecure on loopback), health
+(NOT_SERVING until the model is warm) and reflection."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from fvs.api.servicers import FaceVerificationServicer, RegistryServicer, runner
-from fvs.api.v1 import registry_pb2, registry_pb2_grpc, verification_pb2, verification_pb2_grpc
-from fvs.config import Settings
+from fvs.access.admin import AdminService, read_ca_pem
+from fvs.access.gate import Gate
+from fvs.access.policy import ConsentRules
+from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryServicer, Runner
+from fvs.api.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    verification_pb2,
+    verification_pb2_grpc,
+)
+from fvs.config import AccessSettings, Settings
+from fvs.errors import ConfigError
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import ScoreMapping
 from fvs.service import FaceService
@@ -26,33 +41,93 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     verification_pb2.DESCRIPTOR.services_by_name["FaceVerification"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
 OVERALL = ""  # the health service's name for the server as a whole
 
 PipelineLoader = Callable[[], FacePipeline]
 
 
+@dataclass
+class Parts:
+    """What a server serves with; built once at start."""
+
+    service: FaceService
+    gate: Gate
+    admin: AdminService
+
+    def close(self) -> None:
+        self.gate.close()
+        self.service.store.close()
+
+
+def build_parts(settings: Settings) -> Parts:
+    data_dir = settings.store.data_dir
+    service = FaceService(
+        SqliteStore(data_dir), ScoreMapping(settings.score.midpoint, settings.score.slope)
+    )
+    rules = ConsentRules(
+        max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
+        clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
+    )
+    gate = Gate.open(data_dir, rules)
+    return Parts(service, gate, AdminService(gate, read_ca_pem(settings.access.tls_dir)))
+
+
+def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
+    """Mutual TLS from ``access.tls_dir``; None for --insecure. Raises ConfigError."""
+    if access.insecure:
+        return None
+    if access.tls_dir is None:
+        raise ConfigError(
+            "no TLS configured: pass --tls-dir DIR (from `fvs pki init`) for mutual TLS, or "
+            "--insecure to serve plaintext on loopback for development"
+        )
+    folder = Path(access.tls_dir)
+    try:
+        key, cert, ca = (folder / n for n in ("server.key", "server.pem", "ca.pem"))
+        pair = (key.read_bytes(), cert.read_bytes())
+        root = ca.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the TLS files in {folder}: {exc}") from exc
+    # Clients must present a certificate from this CA (verified in the handshake).
+    return grpc.ssl_server_credentials([pair], root_certificates=root, require_client_auth=True)
+
+
+def check_insecure_address(address: str) -> None:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"--insecure serves only on loopback, not on {address}")
+
+
 class FvsServer:
     """Binds first (health NOT_SERVING), then loads and warms the model, then SERVING."""
 
-    def __init__(self, settings: Settings, service: FaceService) -> None:
+    def __init__(self, settings: Settings, parts: Parts) -> None:
         self.settings = settings
-        self.service = service
+        self.parts = parts
+        self.service = parts.service
         self.executor = ThreadPoolExecutor(
             max_workers=settings.server.workers, thread_name_prefix="fvs-worker"
         )
-        limit = settings.server.max_message_bytes
         self.server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_receive_message_length", settings.server.max_message_bytes),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ]
         )
-        run = runner(service, self.executor)
-        verification_pb2_grpc.add_FaceVerificationServicer_to_server(
-            FaceVerificationServicer(run), self.server
+        runner = Runner(
+            parts.service, parts.gate, self.executor, settings.access.insecure, parts.admin
         )
-        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(run), self.server)
+        verification_pb2_grpc.add_FaceVerificationServicer_to_server(
+            FaceVerificationServicer(runner), self.server
+        )
+        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(runner), self.server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(runner), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -67,12 +142,26 @@ class FvsServer:
 
     async def start(self, address: str) -> int:
         """Listen on ``address`` (HOST:PORT, port 0 picks one); returns the bound port."""
+        credentials = server_credentials(self.settings.access)
+        if credentials is None:
+            check_insecure_address(address)
+            log.warning(
+                "serving PLAINTEXT on %s: every call acts as the development system", address
+            )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.server.add_insecure_port(address)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         await self.server.start()
-        log.info("listening on %s (port %d); loading the model", address, self.port)
+        log.info(
+            "listening on %s (port %d, %s); loading the model",
+            address,
+            self.port,
+            "plaintext" if credentials is None else "mutual TLS",
+        )
         return self.port
 
     async def load(self, loader: PipelineLoader) -> None:
@@ -102,21 +191,19 @@ def default_loader(settings: Settings) -> PipelineLoader:
     return load
 
 
-def build_service(settings: Settings) -> FaceService:
-    store = SqliteStore(settings.store.data_dir)
-    return FaceService(store, ScoreMapping(settings.score.midpoint, settings.score.slope))
-
-
 async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM. Raises ConfigError when the model cannot be loaded."""
-    service = build_service(settings)
-    server = FvsServer(settings, service)
-    await server.start(settings.server.address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    """Run until SIGINT/SIGTERM. Raises ConfigError when it cannot serve as configured."""
+    if settings.access.insecure:
+        check_insecure_address(settings.server.address)
+    server_credentials(settings.access)  # fail before touching any data
+    parts = build_parts(settings)
+    server = FvsServer(settings, parts)
     try:
+        await server.start(settings.server.address)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         loader = asyncio.ensure_future(server.load(default_loader(settings)))
         waiter = asyncio.ensure_future(stop.wait())
         await asyncio.wait({loader, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -128,4 +215,4 @@ async def serve(settings: Settings) -> None:
     finally:
         log.info("shutting down")
         await server.stop()
-        service.store.close()
+        parts.close()

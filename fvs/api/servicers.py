@@ -1,36 +1,59 @@
-"""Thin gRPC servicers: protobuf -> domain -> service (in a worker thread) -> protobuf."""
+"""Thin gRPC servicers: protobuf -> domain -> gate + service (in a worker thread) -> protobuf."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import grpc
 
+from fvs.access.admin import AdminService
+from fvs.access.gate import CallFacts, Gate
+from fvs.access.model import Authorization, Operation
 from fvs.api import convert
 from fvs.api.errors import internal_status, to_grpc_status
-from fvs.api.v1 import registry_pb2, registry_pb2_grpc, verification_pb2, verification_pb2_grpc
+from fvs.api.identity import caller_of
+from fvs.api.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    verification_pb2,
+    verification_pb2_grpc,
+)
+from fvs.domain import EnrollResult, VerifyResult
 from fvs.errors import FvsError
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class _Runner:
-    """Runs blocking service calls in the executor and turns failures into rich statuses."""
+class Runner:
+    """Runs a call through the gate in the executor; turns failures into rich statuses."""
 
-    def __init__(self, service: FaceService, executor: Executor) -> None:
+    def __init__(
+        self,
+        service: FaceService,
+        gate: Gate,
+        executor: Executor,
+        insecure: bool,
+        admin: AdminService,
+    ) -> None:
         self.service = service
+        self.gate = gate
         self.executor = executor
+        self.insecure = insecure
+        self.admin = admin
 
-    async def run(
-        self, context: grpc.aio.ServicerContext[object, object], method: str, fn: Callable[[], T]
-    ) -> T:
+    async def run(self, context: Context, method: str, fn: Callable[[], T]) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
         except FvsError as exc:
@@ -42,62 +65,218 @@ class _Runner:
         await context.abort_with_status(status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
+    async def gated(
+        self,
+        context: Context,
+        facts: CallFacts,
+        fn: Callable[[Authorization], T],
+        outcome: Callable[[T], dict[str, Any]] | None = None,
+    ) -> T:
+        caller = caller_of(context, self.insecure)
+        return await self.run(
+            context,
+            facts.operation.value,
+            lambda: self.gate.run(caller, facts, fn, outcome or (lambda _: {})),
+        )
+
+    async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
+        """An Admin method: authorization and audit happen inside AdminService."""
+        caller = caller_of(context, self.insecure)
+        return await self.run(context, "Admin", lambda: fn(caller))
+
+
+def _verify_outcome(result: VerifyResult) -> dict[str, Any]:
+    return {
+        "score": round(result.match_score, 4),
+        "similarity": round(result.similarity, 6),
+        "model": result.model,
+        "request_id": result.request_id,
+        "template_version": result.template_version,
+    }
+
+
+def _enroll_outcome(result: EnrollResult) -> dict[str, Any]:
+    return {
+        "model": result.model,
+        "template_version": result.template_version,
+        "citizen_created": result.citizen_created,
+    }
+
 
 class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer):  # type: ignore[misc]
-    def __init__(self, runner: _Runner) -> None:
-        self._runner = runner
+    def __init__(self, runner: Runner) -> None:
+        self._r = runner
 
-    async def Verify(  # noqa: N802 (gRPC method name)
-        self,
-        request: verification_pb2.VerifyRequest,
-        context: grpc.aio.ServicerContext[object, object],
+    async def Verify(
+        self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
         domain = convert.verify_request(request)
-        result = await self._runner.run(
-            context, "Verify", lambda: self._runner.service.verify(domain)
+        if not domain.request_id:
+            domain = replace(domain, request_id=uuid.uuid4().hex)
+        facts = CallFacts(
+            Operation.VERIFY,
+            domain.citizen_id,
+            domain.purpose[:64],
+            domain.consent,
+            domain.request_id[:128],
+        )
+        result = await self._r.gated(
+            context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
         )
         return convert.verify_response(result)
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
-    def __init__(self, runner: _Runner) -> None:
-        self._runner = runner
+    def __init__(self, runner: Runner) -> None:
+        self._r = runner
 
-    async def Enroll(  # noqa: N802
-        self,
-        request: registry_pb2.EnrollRequest,
-        context: grpc.aio.ServicerContext[object, object],
+    async def Enroll(
+        self, request: registry_pb2.EnrollRequest, context: Context
     ) -> registry_pb2.EnrollResponse:
         domain = convert.enroll_request(request)
-        result = await self._runner.run(
-            context, "Enroll", lambda: self._runner.service.enroll(domain)
+        facts = CallFacts(Operation.ENROLL, domain.citizen_id)
+        result = await self._r.gated(
+            context, facts, lambda _auth: self._r.service.enroll(domain), _enroll_outcome
         )
         return convert.enroll_response(result)
 
-    async def GetCitizen(  # noqa: N802
-        self,
-        request: registry_pb2.GetCitizenRequest,
-        context: grpc.aio.ServicerContext[object, object],
+    async def GetCitizen(
+        self, request: registry_pb2.GetCitizenRequest, context: Context
     ) -> registry_pb2.Citizen:
-        view = await self._runner.run(
-            context, "GetCitizen", lambda: self._runner.service.get_citizen(request.citizen_id)
+        facts = CallFacts(Operation.GET_CITIZEN, request.citizen_id)
+        view = await self._r.gated(
+            context, facts, lambda _auth: self._r.service.get_citizen(request.citizen_id)
         )
         return convert.citizen(view)
 
-    async def DeleteEnrollment(  # noqa: N802
-        self,
-        request: registry_pb2.DeleteEnrollmentRequest,
-        context: grpc.aio.ServicerContext[object, object],
+    async def DeleteEnrollment(
+        self, request: registry_pb2.DeleteEnrollmentRequest, context: Context
     ) -> registry_pb2.DeleteEnrollmentResponse:
-        deleted = await self._runner.run(
+        facts = CallFacts(Operation.DELETE_ENROLLMENT, request.citizen_id)
+        deleted = await self._r.gated(
             context,
-            "DeleteEnrollment",
-            lambda: self._runner.service.delete_enrollment(request.citizen_id),
+            facts,
+            lambda _auth: self._r.service.delete_enrollment(request.citizen_id),
+            lambda n: {"templates_deleted": n},
         )
         return registry_pb2.DeleteEnrollmentResponse(
             citizen_id=request.citizen_id, templates_deleted=deleted
         )
 
 
-def runner(service: FaceService, executor: Executor) -> _Runner:
-    return _Runner(service, executor)
+class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+    def __init__(self, runner: Runner) -> None:
+        self._r = runner
+        self._a = runner.admin
+
+    async def AddAgency(
+        self, request: admin_pb2.AddAgencyRequest, context: Context
+    ) -> admin_pb2.Agency:
+        a = request.agency
+        agency = await self._r.admin_call(
+            context,
+            lambda caller: self._a.add_agency(
+                caller,
+                a.code,
+                convert.agency_kind_name(a.kind),
+                a.name,
+                a.registration_number,
+                a.mission,
+                [(s.name, s.contact) for s in a.supervisors],
+            ),
+        )
+        return convert.agency(agency)
+
+    async def GetAgency(
+        self, request: admin_pb2.GetAgencyRequest, context: Context
+    ) -> admin_pb2.AgencyDetails:
+        agency, permits, systems = await self._r.admin_call(
+            context, lambda caller: self._a.agency(caller, request.code)
+        )
+        return admin_pb2.AgencyDetails(
+            agency=convert.agency(agency),
+            permits=[convert.permit(p) for p in permits],
+            systems=[convert.system(s) for s in systems],
+        )
+
+    async def ListAgencies(
+        self, request: admin_pb2.ListAgenciesRequest, context: Context
+    ) -> admin_pb2.ListAgenciesResponse:
+        agencies = await self._r.admin_call(context, self._a.agencies)
+        return admin_pb2.ListAgenciesResponse(agencies=[convert.agency(a) for a in agencies])
+
+    async def AddPurpose(
+        self, request: admin_pb2.AddPurposeRequest, context: Context
+    ) -> admin_pb2.Purpose:
+        purpose = await self._r.admin_call(
+            context,
+            lambda caller: self._a.add_purpose(
+                caller, request.purpose.code, request.purpose.description
+            ),
+        )
+        return admin_pb2.Purpose(code=purpose.code, description=purpose.description)
+
+    async def GrantPermit(
+        self, request: admin_pb2.GrantPermitRequest, context: Context
+    ) -> admin_pb2.Permit:
+        valid_from = convert.optional_time(request, "valid_from")
+        valid_until = convert.optional_time(request, "valid_until")
+        permit = await self._r.admin_call(
+            context,
+            lambda caller: self._a.grant_permit(
+                caller,
+                request.agency_code,
+                list(request.purposes),
+                valid_from,
+                convert.required_time(valid_until, "valid_until"),
+            ),
+        )
+        return convert.permit(permit)
+
+    async def _change(
+        self, request: admin_pb2.ChangePermitRequest, context: Context, action: str
+    ) -> admin_pb2.Permit:
+        permit = await self._r.admin_call(
+            context,
+            lambda caller: self._a.change_permit(caller, request.permit_id, action, request.reason),
+        )
+        return convert.permit(permit)
+
+    async def SuspendPermit(
+        self, request: admin_pb2.ChangePermitRequest, context: Context
+    ) -> admin_pb2.Permit:
+        return await self._change(request, context, "suspend")
+
+    async def ResumePermit(
+        self, request: admin_pb2.ChangePermitRequest, context: Context
+    ) -> admin_pb2.Permit:
+        return await self._change(request, context, "resume")
+
+    async def RevokePermit(
+        self, request: admin_pb2.ChangePermitRequest, context: Context
+    ) -> admin_pb2.Permit:
+        return await self._change(request, context, "revoke")
+
+    async def RegisterSystem(
+        self, request: admin_pb2.RegisterSystemRequest, context: Context
+    ) -> admin_pb2.System:
+        pem = request.certificate_pem.encode() if request.HasField("certificate_pem") else None
+        system = await self._r.admin_call(
+            context,
+            lambda caller: self._a.register_system(
+                caller,
+                request.agency_code,
+                request.name,
+                cert_pem=pem,
+                fingerprint_hex=request.fingerprint,
+            ),
+        )
+        return convert.system(system)
+
+    async def SetConditions(
+        self, request: admin_pb2.SetConditionsRequest, context: Context
+    ) -> admin_pb2.SetConditionsResponse:
+        version = await self._r.admin_call(
+            context, lambda caller: self._a.set_conditions(caller, request.version, request.summary)
+        )
+        return admin_pb2.SetConditionsResponse(version=version)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from fvs.domain import CardStatus, Citizen, CitizenView, Embedding, Sex, Template
 from fvs.errors import ErrorCode, FvsError
+from fvs.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -58,70 +56,14 @@ def _now() -> dt.datetime:
 
 
 class SqliteStore:
-    """One connection per thread over a WAL database in ``data_dir``."""
+    """The registry in ``data_dir/registry.sqlite3``."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / DB_FILE
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FvsError(
-                ErrorCode.STORE_UNAVAILABLE,
-                f"cannot create data directory {self.path.parent}: {exc}",
-            ) from exc
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        try:
-            self._conn().executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise FvsError(
-                ErrorCode.STORE_UNAVAILABLE,
-                f"cannot initialise the registry database {self.path}: {exc}",
-            ) from exc
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-                )
-                # 8 KiB pages hold three 512-d templates; at 4 KiB each 2 KiB template takes a
-                # whole page. Only takes effect on a new database, before WAL is enabled.
-                conn.execute("PRAGMA page_size=8192")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise FvsError(
-                    ErrorCode.STORE_UNAVAILABLE, f"cannot open the registry database: {exc}"
-                ) from exc
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise FvsError(ErrorCode.STORE_UNAVAILABLE, f"registry write failed: {exc}") from exc
-
-    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise FvsError(ErrorCode.STORE_UNAVAILABLE, f"registry read failed: {exc}") from exc
+        # 8 KiB pages hold three 512-d templates; at 4 KiB each 2 KiB template takes a page.
+        self.db = Database(Path(data_dir) / DB_FILE, _SCHEMA, page_size=8192)
+        self.path = self.db.path
+        self._tx = self.db.tx
+        self._read = self.db.read
 
     def get_citizen(self, citizen_id: str) -> CitizenView | None:
         rows = self._read(
@@ -268,11 +210,7 @@ class SqliteStore:
         return int(str(self._read("SELECT count(*) FROM citizens", ())[0][0]))
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self.db.close()
 
 
 def _blob(vector: np.ndarray) -> bytes:

@@ -9,22 +9,42 @@ from concurrent.futures import Future
 
 import pytest
 
-from fvs.api.server import FvsServer, PipelineLoader, build_service
+from fvs.api.client import FvsClient
+from fvs.api.server import FvsServer, PipelineLoader, build_parts
 from fvs.config import Settings
 from fvs.pipeline.pipeline import FacePipeline
 
 
+class DevClient(FvsClient):
+    """A client of an --insecure server, verifying with a permitted purpose and fresh consent."""
+
+    def verify(
+        self,
+        citizen_id: str,
+        image: bytes,
+        purpose: str = "KYC",  # type: ignore[override]
+        consent_reference: str = "CONSENT-TEST-1",
+        **kwargs: object,
+    ):
+        return super().verify(citizen_id, image, purpose, consent_reference, **kwargs)
+
+
 class ServerThread:
+    """Serves --insecure (the development system) unless settings.access.tls_dir is set."""
+
     def __init__(self, settings: Settings, loader: PipelineLoader) -> None:
+        if settings.access.tls_dir is None:
+            settings.access.insecure = True
         self.settings = settings
-        self.service = build_service(settings)
+        self.parts = build_parts(settings)
+        self.service = self.parts.service
         self.loop = asyncio.new_event_loop()
         self.server: FvsServer | None = None
         self.loaded: Future[None] = Future()
         started: Future[int] = Future()
 
         async def main() -> None:
-            self.server = FvsServer(settings, self.service)
+            self.server = FvsServer(settings, self.parts)
             started.set_result(await self.server.start("127.0.0.1:0"))
             try:
                 await self.server.load(loader)
@@ -47,7 +67,7 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self.server.stop(grace=1.0), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
-        self.service.store.close()
+        self.parts.close()
 
 
 @pytest.fixture(scope="session")

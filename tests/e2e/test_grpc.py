@@ -32,7 +32,7 @@ from tests.conftest import (
     encode,
     photo,
 )
-from tests.e2e.conftest import ServerThread
+from tests.e2e.conftest import DevClient, ServerThread
 
 OBAMA = "3100600445635"
 assert OBAMA == CITIZEN_A
@@ -40,10 +40,16 @@ assert OBAMA == CITIZEN_A
 
 @pytest.fixture(scope="module")
 def client(server: ServerThread) -> FvsClient:
-    with FvsClient(server.address) as c:
+    with DevClient(server.address) as c:
         enrolled = c.enroll(OBAMA, photo("obama.jpg"), create_if_missing=True)
         assert enrolled.template_version >= 1
         yield c
+
+
+def consent() -> verification_pb2.Consent:
+    given = verification_pb2.Consent(reference="CONSENT-TEST-1")
+    given.given_at.GetCurrentTime()
+    return given
 
 
 def refusal(call: Callable[[], object]) -> CallFailedError:
@@ -166,7 +172,11 @@ def test_error_details_are_google_rpc_status(server: ServerThread) -> None:
     with grpc.insecure_channel(server.address) as channel:
         stub = verification_pb2_grpc.FaceVerificationStub(channel)
         with pytest.raises(grpc.RpcError) as info:
-            stub.Verify(verification_pb2.VerifyRequest(citizen_id="1", image=b"x"))
+            stub.Verify(
+                verification_pb2.VerifyRequest(
+                    citizen_id="1", image=b"x", purpose="KYC", consent=consent()
+                )
+            )
         status = rpc_status.from_call(info.value)
     assert isinstance(status, status_pb2.Status)
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -220,13 +230,13 @@ def test_health_is_not_serving_until_the_model_is_warm(
             health_of(running.address, "fvs.v1.FaceVerification")
             == health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        with FvsClient(running.address) as early:
+        with DevClient(running.address) as early:
             failure = refusal(lambda: early.verify(OBAMA, photo("obama2.jpg")))
         assert (failure.code, failure.reason) == ("UNAVAILABLE", "MODEL_NOT_READY")
         release.set()
         running.loaded.result(timeout=30)
         assert health_of(running.address) == health_pb2.HealthCheckResponse.SERVING
-        with FvsClient(running.address) as ready:
+        with DevClient(running.address) as ready:
             ready.enroll(OBAMA, photo("obama.jpg"), create_if_missing=True)
             assert ready.verify(OBAMA, photo("obama2.jpg")).similarity > 0.5
     finally:
@@ -248,7 +258,11 @@ async def test_fifty_concurrent_verify_calls(client: FvsClient, server: ServerTh
         calls = [
             stub.Verify(
                 verification_pb2.VerifyRequest(
-                    citizen_id=probes[name][0], image=photo(name), request_id=f"c{i}"
+                    citizen_id=probes[name][0],
+                    image=photo(name),
+                    request_id=f"c{i}",
+                    purpose="KYC",
+                    consent=consent(),
                 ),
                 timeout=120,
             )

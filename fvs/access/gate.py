@@ -1,0 +1,152 @@
+"""Every call through one gate: authorize, run, write the audit record, then answer.
+
+The audit record is durable before the result is returned; if it cannot be written the call
+fails closed with AUDIT_UNAVAILABLE, whatever it computed. Refusals are audited too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fvs.access.model import DEV_SYSTEM, Authorization, Caller, Operation, System
+from fvs.access.policy import AccessPolicy, ConsentRules
+from fvs.access.store import AccessStore
+from fvs.audit.keys import citizen_hash, load_or_create_key
+from fvs.audit.log import AuditLog
+from fvs.domain import Consent
+from fvs.errors import ErrorCode, FvsError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+AUDIT_DIR = "audit"
+KEYS_DIR = "keys"
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the gate and the audit need to know about a call before it runs."""
+
+    operation: Operation
+    citizen_id: str = ""
+    purpose: str = ""
+    consent: Consent | None = None
+    request_id: str = ""
+    action: str = ""  # for admin operations: which one
+    details: dict[str, str] = field(default_factory=dict)
+
+
+Outcome = Callable[[Any], dict[str, Any]]
+
+
+def _no_fields(_: Any) -> dict[str, Any]:
+    return {}
+
+
+class Gate:
+    def __init__(self, policy: AccessPolicy, audit: AuditLog, citizen_key: bytes) -> None:
+        self.policy = policy
+        self.audit = audit
+        self.citizen_key = citizen_key
+
+    @classmethod
+    def open(cls, data_dir: Path, consent: ConsentRules) -> Gate:
+        keys = data_dir / KEYS_DIR
+        audit = AuditLog(data_dir / AUDIT_DIR, load_or_create_key(keys, "audit-chain"))
+        return cls(
+            AccessPolicy(AccessStore(data_dir), consent),
+            audit,
+            load_or_create_key(keys, "citizen-hmac"),
+        )
+
+    def close(self) -> None:
+        self.audit.close()
+        self.policy.store.close()
+
+    def run(
+        self,
+        caller: Caller,
+        facts: CallFacts,
+        fn: Callable[[Authorization], T],
+        outcome: Outcome = _no_fields,
+    ) -> T:
+        start = time.perf_counter()
+        auth: Authorization | None = None
+        try:
+            auth = self.policy.authorize(caller, facts.operation, facts.purpose, facts.consent)
+            result = fn(auth)
+        except FvsError as exc:
+            self._record(caller, facts, auth, start, "REFUSED", exc.code.value, {})
+            raise
+        except Exception:
+            self._record(caller, facts, auth, start, "ERROR", ErrorCode.INTERNAL.value, {})
+            raise
+        self._record(caller, facts, auth, start, "OK", "", outcome(result))
+        return result
+
+    def _system_of(self, caller: Caller, auth: Authorization | None) -> System | None:
+        if auth is not None:
+            return auth.system
+        if caller.insecure_dev:
+            return DEV_SYSTEM
+        try:
+            return (
+                self.policy.store.system_by_fingerprint(caller.fingerprint)
+                if caller.fingerprint
+                else None
+            )
+        except FvsError:
+            return None
+
+    def _record(
+        self,
+        caller: Caller,
+        facts: CallFacts,
+        auth: Authorization | None,
+        start: float,
+        outcome: str,
+        reason: str,
+        fields: dict[str, Any],
+    ) -> None:
+        system = self._system_of(caller, auth)
+        if caller.local_operator:
+            system_label = f"local/{caller.local_operator}"
+        elif system is not None:
+            system_label = system.label
+        else:
+            system_label = (
+                f"unregistered:{caller.fingerprint[:16]}" if caller.fingerprint else "anonymous"
+            )
+        try:
+            conditions = auth.conditions_version if auth else self.policy.store.conditions_version()
+        except FvsError:
+            conditions = ""
+        operation = facts.operation.value
+        if facts.action:
+            operation = f"{operation}/{facts.action}"
+        record: dict[str, Any] = {
+            "time": dt.datetime.now(dt.UTC).isoformat(),
+            "agency": system.agency_code if system is not None else "",
+            "system": system_label,
+            "peer": caller.peer,
+            "operation": operation,
+            "purpose": facts.purpose,
+            "consent_ref": facts.consent.reference if facts.consent else "",
+            "citizen": citizen_hash(self.citizen_key, facts.citizen_id),
+            "outcome": outcome,
+            "reason": reason,
+            "request_id": fields.pop("request_id", facts.request_id),
+            "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
+            "conditions": conditions,
+            "permit": auth.permit_id if auth and auth.permit_id is not None else None,
+            "details": facts.details,
+            **fields,
+        }
+        self.audit.append(record)  # raises AUDIT_UNAVAILABLE: the caller gets no result

@@ -1,0 +1,146 @@
+"""The checks every call passes, each refusal with its own reason.
+
+Nothing is cached: every call reads the access store, so a suspension, a revocation or new
+conditions apply to the very next call, on connections that are already open too (the
+window is zero, well inside the one second the rules allow).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from fvs.access.model import (
+    DEV_SYSTEM,
+    Authorization,
+    Caller,
+    Operation,
+    Permit,
+    PermitStatus,
+    Role,
+    System,
+)
+from fvs.access.store import AccessStore
+from fvs.domain import Consent
+from fvs.errors import ErrorCode, FvsError
+
+
+@dataclass(frozen=True)
+class ConsentRules:
+    max_age: dt.timedelta = dt.timedelta(hours=24)
+    clock_skew: dt.timedelta = dt.timedelta(minutes=5)
+
+
+class AccessPolicy:
+    def __init__(self, store: AccessStore, consent: ConsentRules) -> None:
+        self.store = store
+        self.consent = consent
+
+    def identify(self, caller: Caller) -> System:
+        if caller.insecure_dev:
+            return DEV_SYSTEM
+        if caller.local_operator:  # the admin CLI on the data directory's own machine
+            return System(-1, caller.local_operator, "", frozenset({Role.ADMIN, Role.REGISTRY}), "")
+        if not caller.fingerprint:
+            raise FvsError(ErrorCode.UNAUTHENTICATED, "a client certificate is required")
+        system = self.store.system_by_fingerprint(caller.fingerprint)
+        if system is None:
+            raise FvsError(
+                ErrorCode.SYSTEM_NOT_REGISTERED,
+                "this certificate does not belong to a registered system",
+                fingerprint=caller.fingerprint[:16],
+            )
+        if not system.active:
+            raise FvsError(ErrorCode.SYSTEM_DISABLED, f"system {system.label} is disabled")
+        return system
+
+    def authorize(
+        self,
+        caller: Caller,
+        operation: Operation,
+        purpose: str = "",
+        consent: Consent | None = None,
+        now: dt.datetime | None = None,
+    ) -> Authorization:
+        now = now or dt.datetime.now(dt.UTC)
+        system = self.identify(caller)
+        if operation.role not in system.roles:
+            raise FvsError(
+                ErrorCode.OPERATION_NOT_PERMITTED,
+                f"system {system.label} may not call {operation.value}",
+                operation=operation.value,
+            )
+        permit_id = None
+        if operation is Operation.VERIFY:
+            self._check_purpose_exists(purpose)
+            if system is not DEV_SYSTEM:  # the development system holds every purpose
+                permit_id = self._permit_for(system, purpose, now).id
+            self._check_consent(consent, now)
+        return Authorization(system, permit_id, self.store.conditions_version())
+
+    def _check_purpose_exists(self, purpose: str) -> None:
+        if not purpose:
+            raise FvsError(ErrorCode.UNKNOWN_PURPOSE, "purpose is required", field="purpose")
+        if self.store.purpose(purpose) is None:
+            raise FvsError(
+                ErrorCode.UNKNOWN_PURPOSE, f"no purpose {purpose!r} is defined", field="purpose"
+            )
+
+    def _permit_for(self, system: System, purpose: str, now: dt.datetime) -> Permit:
+        permits = [p for p in self.store.permits_of(system.agency_code) if purpose in p.purposes]
+        if not permits:
+            raise FvsError(
+                ErrorCode.PURPOSE_NOT_PERMITTED,
+                f"agency {system.agency_code} holds no permit for purpose {purpose}",
+                purpose=purpose,
+            )
+        for permit in permits:
+            if (
+                permit.status is PermitStatus.ACTIVE
+                and permit.valid_from <= now < permit.valid_until
+            ):
+                return permit
+        # No permit allows the call: explain with the most telling one.
+        suspended = [p for p in permits if p.status is PermitStatus.SUSPENDED]
+        active = [p for p in permits if p.status is PermitStatus.ACTIVE]
+        if suspended:
+            code, permit, why = ErrorCode.PERMIT_SUSPENDED, suspended[0], "suspended"
+        elif not active:
+            code, permit, why = ErrorCode.PERMIT_REVOKED, permits[0], "revoked"
+        elif any(now < p.valid_from for p in active):
+            permit = next(p for p in active if now < p.valid_from)
+            code, why = (
+                ErrorCode.PERMIT_NOT_YET_VALID,
+                f"valid from {permit.valid_from.isoformat()}",
+            )
+        else:
+            code, permit = ErrorCode.PERMIT_EXPIRED, active[0]
+            why = f"expired at {permit.valid_until.isoformat()}"
+        reason = f": {permit.status_reason}" if permit.status is not PermitStatus.ACTIVE else ""
+        raise FvsError(code, f"permit {permit.id} is {why}{reason}", permit=str(permit.id))
+
+    def _check_consent(self, consent: Consent | None, now: dt.datetime) -> None:
+        if consent is None or not consent.reference.strip():
+            raise FvsError(
+                ErrorCode.CONSENT_REQUIRED,
+                "the data owner's consent reference is required",
+                problem="missing_reference",
+            )
+        if consent.given_at is None:
+            raise FvsError(
+                ErrorCode.CONSENT_REQUIRED,
+                "consent.given_at is required",
+                problem="missing_time",
+            )
+        if consent.given_at > now + self.consent.clock_skew:
+            raise FvsError(
+                ErrorCode.CONSENT_REQUIRED,
+                "consent.given_at is in the future",
+                problem="future",
+            )
+        if now - consent.given_at > self.consent.max_age:
+            raise FvsError(
+                ErrorCode.CONSENT_REQUIRED,
+                f"consent was given more than {self.consent.max_age} ago; ask again",
+                problem="expired",
+            )
