@@ -68,8 +68,15 @@ class AdminService:
         self.store = gate.policy.store
         self.ca_pem = ca_pem
 
-    def _run(self, caller: Caller, action: str, details: dict[str, str], fn):  # type: ignore[no-untyped-def]
-        facts = CallFacts(Operation.ADMIN, action=action, details=details)
+    def _run(
+        self,
+        caller: Caller,
+        action: str,
+        details: dict[str, str],
+        fn,  # type: ignore[no-untyped-def]
+        mutates: bool = True,
+    ):
+        facts = CallFacts(Operation.ADMIN, action=action, details=details, mutates=mutates)
         return self.gate.run(caller, facts, lambda _auth: fn())
 
     def add_agency(
@@ -115,12 +122,14 @@ class AdminService:
             )
 
         result: tuple[Agency, list[Permit], list[System]] = self._run(
-            caller, "GetAgency", {"agency": code}, act
+            caller, "GetAgency", {"agency": code}, act, mutates=False
         )
         return result
 
     def agencies(self, caller: Caller) -> list[Agency]:
-        result: list[Agency] = self._run(caller, "ListAgencies", {}, self.store.agencies)
+        result: list[Agency] = self._run(
+            caller, "ListAgencies", {}, self.store.agencies, mutates=False
+        )
         return result
 
     def add_purpose(self, caller: Caller, code: str, description: str) -> Purpose:
@@ -138,10 +147,14 @@ class AdminService:
         agency: str,
         purposes: list[str],
         valid_from: dt.datetime | None,
-        valid_until: dt.datetime,
+        valid_until: dt.datetime | None,
     ) -> Permit:
         def act() -> Permit:
             start = valid_from or _now()
+            if valid_until is None:
+                raise FvsError(
+                    ErrorCode.INVALID_REQUEST, "valid_until is required", field="valid_until"
+                )
             if not purposes:
                 raise FvsError(
                     ErrorCode.INVALID_REQUEST,
@@ -166,7 +179,7 @@ class AdminService:
         details = {
             "agency": agency,
             "purposes": ",".join(purposes),
-            "valid_until": valid_until.isoformat(),
+            "valid_until": valid_until.isoformat() if valid_until else "",
         }
         result: Permit = self._run(caller, "GrantPermit", details, act)
         return result
@@ -241,7 +254,7 @@ class AdminService:
             return audit_log.usage(self.gate.audit.path, agency, month)
 
         result: Counter[tuple[str, str, str, str, str]] = self._run(
-            caller, "Usage", {"agency": agency, "month": month}, act
+            caller, "Usage", {"agency": agency, "month": month}, act, mutates=False
         )
         return result
 

@@ -1,7 +1,9 @@
 """Every call through one gate: authorize, run, write the audit record, then answer.
 
 The audit record is durable before the result is returned; if it cannot be written the call
-fails closed with AUDIT_UNAVAILABLE, whatever it computed. Refusals are audited too.
+fails closed with AUDIT_UNAVAILABLE, whatever it computed. Refusals are audited too. A call
+that changes state (Enroll, DeleteEnrollment, admin changes) first writes a STARTED record:
+if that cannot be written nothing is changed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class CallFacts:
     request_id: str = ""
     action: str = ""  # for admin operations: which one
     details: dict[str, str] = field(default_factory=dict)
+    # A call that changes state gets a STARTED record before it acts, so that a change is
+    # never left unaudited even when the closing record cannot be written.
+    mutates: bool = False
 
 
 Outcome = Callable[[Any], dict[str, Any]]
@@ -81,6 +86,8 @@ class Gate:
         auth: Authorization | None = None
         try:
             auth = self.policy.authorize(caller, facts.operation, facts.purpose, facts.consent)
+            if facts.mutates:
+                self._record(caller, facts, auth, start, "STARTED", "", {})
             result = fn(auth)
         except FvsError as exc:
             self._record(caller, facts, auth, start, "REFUSED", exc.code.value, {})

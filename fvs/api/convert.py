@@ -21,7 +21,6 @@ from fvs.domain import (
     VerifyRequest,
     VerifyResult,
 )
-from fvs.errors import ErrorCode, FvsError
 
 
 def verify_request(msg: verification_pb2.VerifyRequest) -> VerifyRequest:
@@ -189,9 +188,3 @@ def optional_time(message: Any, field: str) -> dt.datetime | None:
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
     return stamp.ToDatetime(tzinfo=dt.UTC)
-
-
-def required_time(value: dt.datetime | None, field: str) -> dt.datetime:
-    if value is None:
-        raise FvsError(ErrorCode.INVALID_REQUEST, f"{field} is required", field=field)
-    return value

@@ -134,7 +134,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         self, request: registry_pb2.EnrollRequest, context: Context
     ) -> registry_pb2.EnrollResponse:
         domain = convert.enroll_request(request)
-        facts = CallFacts(Operation.ENROLL, domain.citizen_id)
+        facts = CallFacts(Operation.ENROLL, domain.citizen_id, mutates=True)
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.enroll(domain), _enroll_outcome
         )
@@ -152,7 +152,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def DeleteEnrollment(
         self, request: registry_pb2.DeleteEnrollmentRequest, context: Context
     ) -> registry_pb2.DeleteEnrollmentResponse:
-        facts = CallFacts(Operation.DELETE_ENROLLMENT, request.citizen_id)
+        facts = CallFacts(Operation.DELETE_ENROLLMENT, request.citizen_id, mutates=True)
         deleted = await self._r.gated(
             context,
             facts,
@@ -228,7 +228,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 request.agency_code,
                 list(request.purposes),
                 valid_from,
-                convert.required_time(valid_until, "valid_until"),
+                valid_until,
             ),
         )
         return convert.permit(permit)
