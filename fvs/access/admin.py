@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from fvs.access.gate import CallFacts, Gate
 from fvs.access.model import (
@@ -28,6 +30,8 @@ from fvs.access.model import (
 from fvs.audit import log as audit_log
 from fvs.errors import ErrorCode, FvsError
 from fvs.pki import fingerprint, load_certificate, verify_issued_by
+
+T = TypeVar("T")
 
 CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -73,9 +77,9 @@ class AdminService:
         caller: Caller,
         action: str,
         details: dict[str, str],
-        fn,  # type: ignore[no-untyped-def]
+        fn: Callable[[], T],
         mutates: bool = True,
-    ):
+    ) -> T:
         facts = CallFacts(Operation.ADMIN, action=action, details=details, mutates=mutates)
         return self.gate.run(caller, facts, lambda _auth: fn())
 
@@ -233,6 +237,16 @@ class AdminService:
         }
         result: System = self._run(caller, "RegisterSystem", details, act)
         return result
+
+    def set_system_active(self, caller: Caller, agency: str, name: str, active: bool) -> None:
+        """Disable (or re-enable) a registered system: its certificate is refused from the
+        next call on (SYSTEM_DISABLED)."""
+        self._run(
+            caller,
+            "EnableSystem" if active else "DisableSystem",
+            {"agency": agency, "name": name},
+            lambda: self.store.set_system_active(agency, name, active),
+        )
 
     def set_conditions(self, caller: Caller, version: str, summary: str) -> str:
         def act() -> str:

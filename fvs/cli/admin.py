@@ -91,6 +91,13 @@ def register(sub: Any) -> None:
     sadd.add_argument("--out", type=Path, help="where to write the issued certificate (and key)")
     sadd.add_argument("--pki-dir", type=Path, help="the CA folder (to sign or check)")
 
+    for verb in ("disable", "enable"):
+        toggle = _cmd(
+            system, verb, f"{verb} a registered system (effective at once)", _system_toggle
+        )
+        toggle.add_argument("--agency", required=True)
+        toggle.add_argument("--name", required=True)
+
     operator = asub.add_parser("operator", help="operator certificates").add_subparsers(
         dest="operator_command", required=True
     )
@@ -214,10 +221,8 @@ def _when(value: str | None) -> dt.datetime | None:
 
 
 def _permit_grant(args: argparse.Namespace) -> int:
-    start = _when(args.valid_from)
-    until = _when(args.valid_until) or (start or dt.datetime.now(dt.UTC)) + dt.timedelta(
-        days=args.days
-    )
+    start = _when(args.valid_from) or dt.datetime.now(dt.UTC)
+    until = _when(args.valid_until) or start + dt.timedelta(days=args.days)
     svc = _with_admin(args)
     try:
         p = svc.grant_permit(local_operator(), args.agency, args.purpose, start, until)
@@ -268,6 +273,17 @@ def _system_add(args: argparse.Namespace) -> int:
     finally:
         svc.gate.close()
     print(f"system {system.label} registered (fingerprint {system.fingerprint})")
+    return 0
+
+
+def _system_toggle(args: argparse.Namespace) -> int:
+    svc = _with_admin(args)
+    try:
+        active = args.system_command == "enable"
+        svc.set_system_active(local_operator(), args.agency, args.name, active)
+    finally:
+        svc.gate.close()
+    print(f"system {args.agency}/{args.name} {'enabled' if active else 'disabled'}")
     return 0
 
 

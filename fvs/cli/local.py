@@ -198,6 +198,9 @@ def _pki_init(args: argparse.Namespace) -> int:
     ca, _server = init_pki(args.dir, args.org, args.host)
     admin_cert = ca.issue("fvs-admin", args.org)
     save_issued(admin_cert, args.dir, "admin")
+    # For health probes (Docker, Kubernetes): passes the TLS handshake, registered nowhere, so
+    # every FVS service refuses it and only grpc.health.v1.Health answers.
+    save_issued(ca.issue("fvs-health-probe", args.org), args.dir, "health")
     service: AdminService = open_admin(args.data_dir, args.dir)
     try:
         service.register_system(
@@ -209,7 +212,7 @@ def _pki_init(args: argparse.Namespace) -> int:
         )
     finally:
         service.gate.close()
-    print(f"CA, server and administrator certificates written to {args.dir}")
+    print(f"CA, server, administrator and health-probe certificates written to {args.dir}")
     print(f"  serve with:  fvs serve --tls-dir {args.dir} --address HOST:PORT")
     print(
         f"  administrator certificate {args.dir}/admin.pem (fingerprint "

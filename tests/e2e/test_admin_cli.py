@@ -33,7 +33,16 @@ def test_operator_flow(tmp_path: Path) -> None:
     pki, data = tmp_path / "pki", tmp_path / "data"
     d = ("--data-dir", str(data))
     ok(fvs("pki", "init", "--dir", str(pki), "--org", "Test DOPA", *d))
-    for name in ("ca.pem", "ca.key", "server.pem", "server.key", "admin.pem", "admin.key"):
+    for name in (
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "admin.pem",
+        "admin.key",
+        "health.pem",
+        "health.key",
+    ):
         assert (pki / name).exists()
     assert (pki / "ca.key").stat().st_mode & 0o777 == 0o600
     ok(
@@ -126,8 +135,18 @@ def test_operator_flow(tmp_path: Path) -> None:
         "--key",
         str(tmp_path / "bank-a/gateway-1.key"),
     ]
+    health_tls = [
+        "--ca",
+        str(pki / "ca.pem"),
+        "--cert",
+        str(pki / "health.pem"),
+        "--key",
+        str(pki / "health.key"),
+    ]
     try:
-        wait_serving(address, admin_tls)
+        wait_serving(address, health_tls)
+        probe = fvs("registry", "show", "--server", address, *health_tls, CITIZEN_A)
+        assert "SYSTEM_NOT_REGISTERED" in probe.stderr  # the probe certificate serves Health only
         ok(
             fvs(
                 "enroll",
@@ -160,6 +179,10 @@ def test_operator_flow(tmp_path: Path) -> None:
         assert "PERMIT_SUSPENDED" in suspended.stderr
         ok(fvs("admin", "permit", "resume", *d, "--permit", permit_id, "--reason", "settled"))
         ok(fvs(*verify))
+        ok(fvs("admin", "system", "disable", *d, "--agency", "BANK-A", "--name", "gateway-1"))
+        disabled = fvs(*verify)
+        assert "SYSTEM_DISABLED" in disabled.stderr
+        ok(fvs("admin", "system", "enable", *d, "--agency", "BANK-A", "--name", "gateway-1"))
         ok(fvs("admin", "conditions", "set", *d, "--version", "2026-12", "--summary", "fees"))
         ok(fvs(*verify))
     finally:
@@ -184,16 +207,16 @@ def test_operator_flow(tmp_path: Path) -> None:
     for row in usage:
         assert row["system"] == "BANK-A/gateway-1"
         by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["calls"]
-    assert by_outcome == {"OK": 3, "REFUSED": 1}
+    assert by_outcome == {"OK": 3, "REFUSED": 2}
 
     assert "intact" in ok(fvs("audit", "verify", *d))
     exported = ok(fvs("audit", "export", *d, "--agency", "BANK-A"))
     records = [json.loads(line) for line in exported.splitlines()]
-    assert len(records) == 4 and {r["agency"] for r in records} == {"BANK-A"}
+    assert len(records) == 5 and {r["agency"] for r in records} == {"BANK-A"}
     assert records[-1]["conditions"] == "2026-12"
     csv_out = tmp_path / "bank-a.csv"
     ok(fvs("audit", "export", *d, "--agency", "BANK-A", "--format", "csv", "--out", str(csv_out)))
-    assert len(csv_out.read_text().splitlines()) == 5
+    assert len(csv_out.read_text().splitlines()) == 6
 
     log = data / "audit" / "audit.jsonl"
     lines = log.read_text().splitlines(keepends=True)
