@@ -66,6 +66,48 @@ class PipelineSettings(BaseModel):
         return sizes
 
 
+class QualityMinimumsSettings(BaseModel):
+    inter_eye_px: float = Field(ge=0)
+    sharpness: float = Field(ge=0)
+    exposure_min: float = Field(ge=0, le=255)
+    exposure_max: float = Field(ge=0, le=255)
+    contrast: float = Field(ge=0)
+    max_yaw_deg: float = Field(ge=0, le=90)
+    max_pitch_deg: float = Field(ge=0, le=90)
+    detection_score: float = Field(ge=0, le=1)
+
+
+class QualitySettings(BaseModel):
+    """Minimums a probe must reach (verify) and stricter ones for enrolment. Chosen by
+    measurement on LFW (README "Quality gate"): every cut in the verify minimums cost genuine
+    matches there, so they only refuse what the model cannot use."""
+
+    verify: QualityMinimumsSettings = Field(
+        default_factory=lambda: QualityMinimumsSettings(
+            inter_eye_px=10,
+            sharpness=10,
+            exposure_min=25,
+            exposure_max=235,
+            contrast=8,
+            max_yaw_deg=90,
+            max_pitch_deg=60,
+            detection_score=0.5,
+        )
+    )
+    enroll: QualityMinimumsSettings = Field(
+        default_factory=lambda: QualityMinimumsSettings(
+            inter_eye_px=24,
+            sharpness=25,
+            exposure_min=40,
+            exposure_max=220,
+            contrast=15,
+            max_yaw_deg=45,
+            max_pitch_deg=35,
+            detection_score=0.6,
+        )
+    )
+
+
 class ScoreSettings(BaseModel):
     # match_score = 100 / (1 + exp(-slope * (cosine - midpoint))): see README "Match score".
     midpoint: float = Field(default=0.30, gt=-1, lt=1)
@@ -95,5 +137,6 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)

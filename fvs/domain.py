@@ -42,9 +42,25 @@ class Timings:
     decode_ms: float = 0.0
     detect_ms: float = 0.0
     align_ms: float = 0.0
+    quality_ms: float = 0.0
     embed_ms: float = 0.0
     match_ms: float = 0.0
     total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Measured quality components of one face, and an overall score."""
+
+    inter_eye_px: float  # distance between the eye centres in the (upright) photo
+    sharpness: float  # variance of the Laplacian of the aligned 112x112 grey crop
+    exposure: float  # mean grey level of the aligned face centre, 0-255
+    contrast: float  # standard deviation of grey levels of the aligned face centre
+    yaw_deg: float  # left-right head turn estimated from the landmarks
+    pitch_deg: float  # up-down head tilt estimated from the landmarks
+    roll_deg: float  # in-plane rotation of the eye line
+    detection_score: float
+    overall: float  # 0-100: the weakest component relative to its ideal
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,7 @@ class Probe:
     face: Face
     embedding: Embedding
     timings: Timings
+    quality: Quality | None = None
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class FaceService:
             _check_text(request.consent.reference, "consent.reference", MAX_CONSENT_REFERENCE)
         pipeline = self.pipeline
         template = self._enrolled_template(request.citizen_id, pipeline.info.model_id)
-        probe: Probe = pipeline.extract(request.image)
+        probe: Probe = pipeline.extract(request.image, "verify")
         t = time.perf_counter()
         similarity = cosine(probe.embedding, template.vector)
         score = self.mapping.percent(similarity)
@@ -133,7 +133,7 @@ class FaceService:
                 ErrorCode.CITIZEN_NOT_FOUND,
                 "no citizen with this ID (set create_if_missing to create one)",
             )
-        probe = pipeline.extract(request.image)
+        probe = pipeline.extract(request.image, "enroll")
         template, created = self.store.add_template(
             request.citizen_id,
             pipeline.info.model_id,

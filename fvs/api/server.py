@@ -184,7 +184,7 @@ class FvsServer:
 
 def default_loader(settings: Settings) -> PipelineLoader:
     def load() -> FacePipeline:
-        pipeline = FacePipeline.load(settings.model, settings.pipeline)
+        pipeline = FacePipeline.load(settings.model, settings.pipeline, settings.quality)
         pipeline.warm_up(settings.model.warmup_runs)
         return pipeline
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from fvs.config import ModelSettings, PipelineSettings
+from fvs.config import ModelSettings, PipelineSettings, QualitySettings
 from fvs.domain import Face, Probe, Timings
+from fvs.pipeline import quality
 from fvs.pipeline.align import align
 from fvs.pipeline.decode import BgrImage, ImageLimits, decode
 from fvs.pipeline.detector import FaceDetector, landmarks_array, select_subject
 from fvs.pipeline.embedder import Embedder
+from fvs.pipeline.quality import QualityMinimums
 from fvs.runtime.manifest import Manifest, load_manifest, read_verified
 from fvs.runtime.sessions import Session, SessionOptions, resolve_providers
 
 log = logging.getLogger(__name__)
+
+Stage = Literal["verify", "enroll", "measure"]
 
 
 def _ms(start: float) -> float:
@@ -46,7 +51,13 @@ class FacePipeline:
         embedder: Embedder,
         settings: PipelineSettings,
         providers: list[str],
+        minimums: QualitySettings | None = None,
     ) -> None:
+        limits = minimums or QualitySettings()
+        self.minimums: dict[str, QualityMinimums] = {
+            "verify": QualityMinimums(**limits.verify.model_dump()),
+            "enroll": QualityMinimums(**limits.enroll.model_dump()),
+        }
         self.manifest = manifest
         self.detector = detector
         self.embedder = embedder
@@ -61,7 +72,12 @@ class FacePipeline:
         )
 
     @classmethod
-    def load(cls, model: ModelSettings, settings: PipelineSettings) -> FacePipeline:
+    def load(
+        cls,
+        model: ModelSettings,
+        settings: PipelineSettings,
+        minimums: QualitySettings | None = None,
+    ) -> FacePipeline:
         """Load and verify the model pack named in ``model``; raises ConfigError."""
         manifest, folder = load_manifest(model.models_dir, model.pack)
         options = SessionOptions(
@@ -85,7 +101,7 @@ class FacePipeline:
         log.info(
             "loaded model pack %s (%s) on %s", manifest.id, manifest.model_id, det_session.providers
         )
-        return cls(manifest, detector, embedder, settings, det_session.providers)
+        return cls(manifest, detector, embedder, settings, det_session.providers, minimums)
 
     def warm_up(self, runs: int) -> None:
         """Run every detector size and the embedder so the first request pays no setup cost."""
@@ -106,8 +122,12 @@ class FacePipeline:
             faces, width, height, self.settings.multiple_faces_ratio, self.settings.min_face_px
         )
 
-    def extract(self, data: bytes) -> Probe:
-        """The subject's face and (D,) float32 L2-normalised embedding from photo bytes."""
+    def extract(self, data: bytes, purpose: Stage = "verify") -> Probe:
+        """The subject's face, its quality and (D,) float32 L2-normalised embedding.
+
+        ``purpose`` picks the quality minimums: "verify" for probes, "enroll" (stricter) for
+        templates, "measure" to measure quality without refusing.
+        """
         timings = Timings()
         start = t = time.perf_counter()
         image = self.decode(data)
@@ -119,7 +139,12 @@ class FacePipeline:
         crop = align(image, landmarks_array(face), self.manifest.recognizer.input_size)
         timings.align_ms = _ms(t)
         t = time.perf_counter()
+        face_quality = quality.measure(face, crop)
+        if purpose != "measure":
+            quality.check(face_quality, self.minimums[purpose])
+        timings.quality_ms = _ms(t)
+        t = time.perf_counter()
         embedding = self.embedder.embed([crop])[0]
         timings.embed_ms = _ms(t)
         timings.total_ms = _ms(start)
-        return Probe(face=face, embedding=embedding, timings=timings)
+        return Probe(face=face, embedding=embedding, timings=timings, quality=face_quality)

@@ -22,6 +22,7 @@ EXPECTED = {
     ErrorCode.NO_FACE: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.MULTIPLE_FACES: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.FACE_TOO_SMALL: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.LOW_QUALITY: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.CITIZEN_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorCode.NOT_ENROLLED: grpc.StatusCode.NOT_FOUND,
     ErrorCode.TEMPLATE_MODEL_MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,

@@ -25,7 +25,7 @@ class FakePipeline:
         self.info = ModelInfo("fake", model_id, ["CPUExecutionProvider"], "d" * 64, "r" * 64)
         self.calls = 0
 
-    def extract(self, data: bytes) -> Probe:
+    def extract(self, data: bytes, purpose: str = "verify") -> Probe:
         self.calls += 1
         if data == b"noface":
             raise FvsError(ErrorCode.NO_FACE, "no face")
