@@ -109,7 +109,12 @@ class QualitySettings(BaseModel):
 
 
 class ScoreSettings(BaseModel):
-    # match_score = 100 / (1 + exp(-slope * (cosine - midpoint))): see README "Match score".
+    # The FMR-anchored calibration (`fvs calibrate`); default models/<pack>.calibration.json.
+    calibration: Path | None = None
+    # Refuse to start without a calibration (instead of the provisional logistic mapping).
+    require_calibration: bool = False
+    # Provisional mapping when there is no calibration:
+    # match_score = 100 / (1 + exp(-slope * (cosine - midpoint))).
     midpoint: float = Field(default=0.30, gt=-1, lt=1)
     slope: float = Field(default=20.0, gt=0)
 

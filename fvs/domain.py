@@ -98,6 +98,8 @@ class VerifyResult:
     template_version: int
     score_mapping: str
     timings: Timings
+    false_match_rate: float | None = None  # estimated at this score; None if uncalibrated
+    quality: Quality | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class EnrollResult:
     face: Face
     citizen_created: bool
     enrolled_at: dt.datetime
+    quality: Quality | None = None
 
 
 class Sex(enum.Enum):

@@ -59,9 +59,10 @@ def _request_id(given: str) -> str:
 class FaceService:
     """Verify / enroll / look up. Blocking: callers run it off their event loop."""
 
-    def __init__(self, store: CitizenStore, mapping: ScoreMapping) -> None:
+    def __init__(self, store: CitizenStore, fallback: ScoreMapping) -> None:
+        """``fallback`` maps scores when the model pack has no calibration."""
         self.store = store
-        self.mapping = mapping
+        self.fallback = fallback
         self._pipeline: FacePipeline | None = None
 
     def set_pipeline(self, pipeline: FacePipeline) -> None:
@@ -93,7 +94,8 @@ class FaceService:
         probe: Probe = pipeline.extract(request.image, "verify")
         t = time.perf_counter()
         similarity = cosine(probe.embedding, template.vector)
-        score = self.mapping.percent(similarity)
+        mapping = pipeline.mapping or self.fallback
+        score = mapping.percent(similarity)
         probe.timings.match_ms = (time.perf_counter() - t) * 1000.0
         probe.timings.total_ms = (time.perf_counter() - start) * 1000.0
         return VerifyResult(
@@ -103,7 +105,9 @@ class FaceService:
             face=probe.face,
             request_id=request_id,
             template_version=template.version,
-            score_mapping=self.mapping.id,
+            score_mapping=mapping.id,
+            false_match_rate=mapping.fmr(similarity),
+            quality=probe.quality,
             timings=probe.timings,
         )
 
@@ -148,6 +152,7 @@ class FaceService:
             face=probe.face,
             citizen_created=created,
             enrolled_at=template.enrolled_at,
+            quality=probe.quality,
         )
 
     def get_citizen(self, citizen_id: str) -> CitizenView:

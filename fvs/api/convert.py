@@ -16,6 +16,7 @@ from fvs.domain import (
     EnrollRequest,
     EnrollResult,
     Face,
+    Quality,
     Sex,
     Timings,
     VerifyRequest,
@@ -56,12 +57,29 @@ def face(value: Face) -> common_pb2.Face:
     )
 
 
+def quality(value: Quality | None) -> common_pb2.Quality | None:
+    if value is None:
+        return None
+    return common_pb2.Quality(
+        inter_eye_px=value.inter_eye_px,
+        sharpness=value.sharpness,
+        exposure=value.exposure,
+        contrast=value.contrast,
+        yaw_deg=value.yaw_deg,
+        pitch_deg=value.pitch_deg,
+        roll_deg=value.roll_deg,
+        detection_score=value.detection_score,
+        overall=value.overall,
+    )
+
+
 def timings(value: Timings) -> common_pb2.StageTimings:
     return common_pb2.StageTimings(
         decode_ms=value.decode_ms,
         detect_ms=value.detect_ms,
         align_ms=value.align_ms,
         embed_ms=value.embed_ms,
+        quality_ms=value.quality_ms,
         match_ms=value.match_ms,
         total_ms=value.total_ms,
     )
@@ -83,6 +101,8 @@ def verify_response(result: VerifyResult) -> verification_pb2.VerifyResponse:
         template_version=result.template_version,
         score_mapping=result.score_mapping,
         timings=timings(result.timings),
+        false_match_rate=result.false_match_rate,
+        quality=quality(result.quality),
     )
 
 
@@ -94,6 +114,7 @@ def enroll_response(result: EnrollResult) -> registry_pb2.EnrollResponse:
         face=face(result.face),
         citizen_created=result.citizen_created,
         enrolled_at=timestamp(result.enrolled_at),
+        quality=quality(result.quality),
     )
 
 

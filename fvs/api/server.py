@@ -32,7 +32,7 @@ from fvs.api.v1 import (
 from fvs.config import AccessSettings, Settings
 from fvs.errors import ConfigError
 from fvs.pipeline.pipeline import FacePipeline
-from fvs.pipeline.score import ScoreMapping
+from fvs.pipeline.score import LogisticMapping
 from fvs.service import FaceService
 from fvs.store.sqlite import SqliteStore
 
@@ -64,7 +64,7 @@ class Parts:
 def build_parts(settings: Settings) -> Parts:
     data_dir = settings.store.data_dir
     service = FaceService(
-        SqliteStore(data_dir), ScoreMapping(settings.score.midpoint, settings.score.slope)
+        SqliteStore(data_dir), LogisticMapping(settings.score.midpoint, settings.score.slope)
     )
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
@@ -184,7 +184,9 @@ class FvsServer:
 
 def default_loader(settings: Settings) -> PipelineLoader:
     def load() -> FacePipeline:
-        pipeline = FacePipeline.load(settings.model, settings.pipeline, settings.quality)
+        pipeline = FacePipeline.load(
+            settings.model, settings.pipeline, settings.quality, settings.score
+        )
         pipeline.warm_up(settings.model.warmup_runs)
         return pipeline
 

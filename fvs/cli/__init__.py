@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fvs.cli import admin, client, common, local
+from fvs.cli import admin, client, common, evaluate, local
 
 EXIT_OK = 0
 
@@ -21,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     client.register(sub)
     local.register(sub)
     admin.register(sub)
+    evaluate.register(sub)
     return p
 
 

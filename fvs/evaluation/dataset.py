@@ -106,7 +106,7 @@ class Errata:
     aliases: frozenset[frozenset[str]]  # pairs of identity names
 
     def excludes(self, image: str) -> bool:
-        return image in self.excluded or f"{image.split('/')[0]}/*" in self.excluded
+        return image in self.excluded or f"{image.split('/', maxsplit=1)[0]}/*" in self.excluded
 
     def same_person(self, a: str, b: str) -> bool:
         return a == b or frozenset((a, b)) in self.aliases

@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from fvs.config import ModelSettings, PipelineSettings, QualitySettings
+from fvs.config import ModelSettings, PipelineSettings, QualitySettings, ScoreSettings
 from fvs.domain import Face, Probe, Timings
+from fvs.errors import ConfigError
 from fvs.pipeline import quality
 from fvs.pipeline.align import align
 from fvs.pipeline.decode import BgrImage, ImageLimits, decode
 from fvs.pipeline.detector import FaceDetector, landmarks_array, select_subject
 from fvs.pipeline.embedder import Embedder
 from fvs.pipeline.quality import QualityMinimums
+from fvs.pipeline.score import CalibratedMapping, load_calibration
 from fvs.runtime.manifest import Manifest, load_manifest, read_verified
 from fvs.runtime.sessions import Session, SessionOptions, resolve_providers
 
@@ -52,7 +55,9 @@ class FacePipeline:
         settings: PipelineSettings,
         providers: list[str],
         minimums: QualitySettings | None = None,
+        mapping: CalibratedMapping | None = None,
     ) -> None:
+        self.mapping = mapping  # the pack's FMR-anchored calibration, if it has one
         limits = minimums or QualitySettings()
         self.minimums: dict[str, QualityMinimums] = {
             "verify": QualityMinimums(**limits.verify.model_dump()),
@@ -77,6 +82,7 @@ class FacePipeline:
         model: ModelSettings,
         settings: PipelineSettings,
         minimums: QualitySettings | None = None,
+        score: ScoreSettings | None = None,
     ) -> FacePipeline:
         """Load and verify the model pack named in ``model``; raises ConfigError."""
         manifest, folder = load_manifest(model.models_dir, model.pack)
@@ -101,7 +107,8 @@ class FacePipeline:
         log.info(
             "loaded model pack %s (%s) on %s", manifest.id, manifest.model_id, det_session.providers
         )
-        return cls(manifest, detector, embedder, settings, det_session.providers, minimums)
+        mapping = _calibration(model, manifest, score or ScoreSettings())
+        return cls(manifest, detector, embedder, settings, det_session.providers, minimums, mapping)
 
     def warm_up(self, runs: int) -> None:
         """Run every detector size and the embedder so the first request pays no setup cost."""
@@ -148,3 +155,25 @@ class FacePipeline:
         timings.embed_ms = _ms(t)
         timings.total_ms = _ms(start)
         return Probe(face=face, embedding=embedding, timings=timings, quality=face_quality)
+
+
+def calibration_path(model: ModelSettings) -> Path:
+    return model.models_dir / f"{model.pack}.calibration.json"
+
+
+def _calibration(
+    model: ModelSettings, manifest: Manifest, score: ScoreSettings
+) -> CalibratedMapping | None:
+    path = score.calibration or calibration_path(model)
+    if not path.exists():
+        if score.require_calibration:
+            raise ConfigError(f"no calibration at {path} and one is required: run fvs calibrate")
+        log.warning(
+            "no calibration at %s: match scores use the provisional logistic mapping "
+            "and claim no false-match rate",
+            path,
+        )
+        return None
+    mapping = load_calibration(path, manifest.recognizer.sha256)
+    log.info("score calibration %s", mapping.id)
+    return mapping

@@ -73,6 +73,14 @@ def test_enrol_and_verify_real_faces(client: FvsClient) -> None:
     assert 0 <= box.x_min < box.x_max and 0 <= box.y_min < box.y_max
     assert 0.5 < same.probe_face.detection_score <= 1.0
     assert same.timings.total_ms > 0
+    # the committed FMR-anchored calibration is loaded with the model
+    assert same.score_mapping.startswith("fmr-v1/buffalo_sc@")
+    assert same.HasField("false_match_rate") and other.HasField("false_match_rate")
+    assert same.match_score == 100.0
+    assert same.false_match_rate == pytest.approx(1e-5)
+    assert other.false_match_rate > 0.1
+    assert same.quality.inter_eye_px > 50
+    assert 0 < same.quality.overall <= 100
 
 
 def test_enrolment_versions_and_citizen_record(client: FvsClient) -> None:
@@ -86,6 +94,17 @@ def test_enrolment_versions_and_citizen_record(client: FvsClient) -> None:
     assert record.synthetic
     fields = {f.name for f, _ in record.ListFields()}
     assert not fields & {"vector", "embedding", "image", "template"}
+
+
+def test_poor_enrolment_photo_is_refused_with_its_component(client: FvsClient) -> None:
+    version = client.get_citizen(OBAMA).template_version
+    blurred = encode(cv2.GaussianBlur(bgr("obama.jpg"), (0, 0), 8))
+    failure = refusal(lambda: client.enroll(OBAMA, blurred))
+    assert (failure.code, failure.reason) == ("INVALID_ARGUMENT", "LOW_QUALITY")
+    assert failure.metadata["component"] == "sharpness"
+    assert client.get_citizen(OBAMA).template_version == version
+    enrolled = client.enroll(OBAMA, photo("obama.jpg"))
+    assert enrolled.quality.sharpness > 25
 
 
 def test_failed_enrolment_keeps_the_active_template(client: FvsClient) -> None:

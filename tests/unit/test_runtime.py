@@ -96,3 +96,25 @@ def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FVS_PIPELINE__DETECTOR_SIZES", "[300]")
     with pytest.raises(ValueError, match="multiple of 32"):
         Settings()
+
+
+def test_a_calibration_for_other_weights_stops_the_load(tmp_path: Path) -> None:
+    shutil.copy(MODELS / "buffalo_sc.json", tmp_path / "buffalo_sc.json")
+    calibration = json.loads((MODELS / "buffalo_sc.calibration.json").read_text())
+    calibration["recognizer_sha256"] = "0" * 64
+    (tmp_path / "buffalo_sc.calibration.json").write_text(json.dumps(calibration))
+    with pytest.raises(ConfigError, match="made for recogniser weights"):
+        FacePipeline.load(ModelSettings(models_dir=tmp_path, providers="cpu"), PipelineSettings())
+    (tmp_path / "buffalo_sc.calibration.json").unlink()
+    uncalibrated = FacePipeline.load(
+        ModelSettings(models_dir=tmp_path, providers="cpu"), PipelineSettings()
+    )
+    assert uncalibrated.mapping is None
+    from fvs.config import ScoreSettings
+
+    with pytest.raises(ConfigError, match="required"):
+        FacePipeline.load(
+            ModelSettings(models_dir=tmp_path, providers="cpu"),
+            PipelineSettings(),
+            score=ScoreSettings(require_calibration=True),
+        )

@@ -8,7 +8,7 @@ import pytest
 from fvs.domain import Consent, EnrollRequest, Face, Probe, Timings, VerifyRequest
 from fvs.errors import ErrorCode, FvsError
 from fvs.pipeline.pipeline import ModelInfo
-from fvs.pipeline.score import ScoreMapping
+from fvs.pipeline.score import LogisticMapping
 from fvs.service import FaceService
 from fvs.store.sqlite import SqliteStore
 from fvs.store.synthetic import minimal_citizen, random_templates
@@ -23,6 +23,7 @@ class FakePipeline:
 
     def __init__(self, model_id: str = "fake@000000000000") -> None:
         self.info = ModelInfo("fake", model_id, ["CPUExecutionProvider"], "d" * 64, "r" * 64)
+        self.mapping = None  # uncalibrated: the service's fallback mapping applies
         self.calls = 0
 
     def extract(self, data: bytes, purpose: str = "verify") -> Probe:
@@ -34,7 +35,7 @@ class FakePipeline:
 
 @pytest.fixture
 def service(tmp_path: Path) -> FaceService:
-    svc = FaceService(SqliteStore(tmp_path), ScoreMapping())
+    svc = FaceService(SqliteStore(tmp_path), LogisticMapping())
     svc.set_pipeline(FakePipeline())  # type: ignore[arg-type]
     return svc
 
@@ -46,7 +47,7 @@ def code_of(fn, *args) -> ErrorCode:  # type: ignore[no-untyped-def]
 
 
 def test_not_ready_until_a_pipeline_is_set(tmp_path: Path) -> None:
-    svc = FaceService(SqliteStore(tmp_path), ScoreMapping())
+    svc = FaceService(SqliteStore(tmp_path), LogisticMapping())
     assert not svc.ready
     assert code_of(svc.verify, VerifyRequest(CITIZEN_A, b"face-0")) is ErrorCode.MODEL_NOT_READY
     assert code_of(svc.enroll, EnrollRequest(CITIZEN_A, b"face-0", True)) is (
@@ -61,13 +62,13 @@ def test_enrol_then_verify(service: FaceService) -> None:
     same = service.verify(VerifyRequest(CITIZEN_A, b"face-0", request_id="r-1"))
     other = service.verify(VerifyRequest(CITIZEN_A, b"face-1"))
     assert same.similarity == pytest.approx(1.0)
-    assert same.match_score == pytest.approx(ScoreMapping().percent(1.0))
+    assert same.match_score == pytest.approx(LogisticMapping().percent(1.0))
     assert same.request_id == "r-1"
     assert len(other.request_id) == 32  # generated
     assert other.similarity == pytest.approx(float(VECTORS[0] @ VECTORS[1]), abs=1e-6)
     assert other.match_score < same.match_score
     assert same.template_version == 1
-    assert same.score_mapping == ScoreMapping().id
+    assert same.score_mapping == LogisticMapping().id
 
 
 def test_verify_refusals(service: FaceService) -> None:

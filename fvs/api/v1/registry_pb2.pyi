@@ -41,20 +41,22 @@ class EnrollRequest(_message.Message):
     def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., create_if_missing: _Optional[bool] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("citizen_id", "template_version", "model", "face", "citizen_created", "enrolled_at")
+    __slots__ = ("citizen_id", "template_version", "model", "face", "citizen_created", "enrolled_at", "quality")
     CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FACE_FIELD_NUMBER: _ClassVar[int]
     CITIZEN_CREATED_FIELD_NUMBER: _ClassVar[int]
     ENROLLED_AT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     citizen_id: str
     template_version: int
     model: str
     face: _common_pb2.Face
     citizen_created: bool
     enrolled_at: _timestamp_pb2.Timestamp
-    def __init__(self, citizen_id: _Optional[str] = ..., template_version: _Optional[int] = ..., model: _Optional[str] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., citizen_created: _Optional[bool] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    quality: _common_pb2.Quality
+    def __init__(self, citizen_id: _Optional[str] = ..., template_version: _Optional[int] = ..., model: _Optional[str] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., citizen_created: _Optional[bool] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ...) -> None: ...
 
 class GetCitizenRequest(_message.Message):
     __slots__ = ("citizen_id",)

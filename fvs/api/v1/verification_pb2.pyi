@@ -32,7 +32,7 @@ class VerifyRequest(_message.Message):
     def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings")
+    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings", "false_match_rate", "quality")
     MATCH_SCORE_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class VerifyResponse(_message.Message):
     TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORE_MAPPING_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    FALSE_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     match_score: float
     similarity: float
     model: str
@@ -49,4 +51,6 @@ class VerifyResponse(_message.Message):
     template_version: int
     score_mapping: str
     timings: _common_pb2.StageTimings
-    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ...) -> None: ...
+    false_match_rate: float
+    quality: _common_pb2.Quality
+    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ..., false_match_rate: _Optional[float] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ...) -> None: ...

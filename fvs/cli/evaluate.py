@@ -1,0 +1,193 @@
+"""`fvs eval` and `fvs calibrate` for ML engineers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fvs.cli.common import EXIT_USAGE, settings
+
+
+def _common(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("dataset", type=Path, help="folder of identity subfolders of photos")
+    cmd.add_argument("--errata", type=Path, help="known-bad labels (LFW_ERRATA_files.tsv format)")
+    cmd.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME1=NAME2",
+        help="two identity folders that are the same person (repeatable)",
+    )
+    cmd.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".fvs-cache"),
+        help="embedding cache folder (by file hash and model; default .fvs-cache)",
+    )
+    cmd.add_argument("--pack", help="model pack (default $FVS_MODEL__PACK or buffalo_sc)")
+    cmd.add_argument(
+        "--detector-size",
+        type=int,
+        action="append",
+        help="fixed detector size(s) instead of sizing to the image",
+    )
+    cmd.add_argument("--no-progress", action="store_true")
+
+
+def register(sub: Any) -> None:
+    ev = sub.add_parser("eval", help="accuracy on a dataset: JSON report and ROC/DET plots")
+    _common(ev)
+    ev.add_argument("--pairs", type=Path, help="LFW-format pairs file (10-fold accuracy)")
+    ev.add_argument(
+        "--impostors",
+        default="all",
+        help="'all' cross-identity pairs, or a number to sample (with --seed)",
+    )
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--name", help="dataset name for the plots' titles")
+    ev.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval-report"),
+        help="folder for report.json, roc.png, det.png, scores.png",
+    )
+    ev.set_defaults(func=_eval)
+
+    cal = sub.add_parser("calibrate", help="fit the FMR-anchored score mapping for a pack")
+    _common(cal)
+    cal.add_argument(
+        "--name", help="dataset name recorded in the calibration (default: the folder name)"
+    )
+    cal.add_argument(
+        "--out", type=Path, help="calibration file (default models/<pack>.calibration.json)"
+    )
+    cal.add_argument(
+        "--holdout-json",
+        type=Path,
+        help="also write the held-out-half check (fit on half the identities, "
+        "measured on the other half) to this file",
+    )
+    cal.set_defaults(func=_calibrate)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from fvs.evaluation.report import EvalOptions
+
+    aliases = []
+    for item in args.alias:
+        a, sep, b = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --alias {item!r} must be NAME1=NAME2")
+        aliases.append((a.strip(), b.strip()))
+    impostors = getattr(args, "impostors", "all")
+    if impostors != "all" and not str(impostors).isdigit():
+        raise SystemExit("error: --impostors takes 'all' or a number")
+    return EvalOptions(
+        dataset=args.dataset,
+        pairs=getattr(args, "pairs", None),
+        errata=args.errata,
+        aliases=tuple(aliases),
+        impostors=impostors,
+        seed=getattr(args, "seed", 0),
+        cache=args.cache,
+        progress=not args.no_progress,
+    )
+
+
+def _evaluation(args: argparse.Namespace) -> Any:
+    from fvs.evaluation.report import Evaluation
+    from fvs.pipeline.pipeline import FacePipeline
+
+    if not args.dataset.is_dir():
+        print(f"error: {args.dataset} is not a folder", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    s = settings(model__pack=args.pack)
+    if args.detector_size:
+        s.pipeline.detector_sizes = args.detector_size
+    pipeline = FacePipeline.load(s.model, s.pipeline, s.quality, s.score)
+    return Evaluation(pipeline, _options(args)), s
+
+
+def _fmt(value: Any, pct: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.2f} %" if pct else f"{value:.4f}"
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from fvs.evaluation.report import write_plots, write_report
+
+    evaluation, _ = _evaluation(args)
+    report, genuine, impostor = evaluation.report()
+    path = write_report(args.out, report)
+    name = args.name or "/".join(args.dataset.resolve().parts[-2:])
+    title = f"{report['model']} on {name}"
+    plots = (
+        write_plots(args.out, genuine, impostor, title) if genuine.size and impostor.size else []
+    )
+    fta = report["failure_to_acquire"]
+    print(
+        f"model {report['model']}  images {fta['images']}  failures to acquire "
+        f"{fta['failed']} {fta['by_reason'] or ''}"
+    )
+    if "listed_pairs" in report:
+        lp = report["listed_pairs"]
+        print(
+            f"listed pairs {lp['pairs']} ({lp['folds']} folds): accuracy "
+            f"{_fmt(lp['accuracy']['mean'])} +- {_fmt(lp['accuracy']['std'])}, without errata "
+            f"{_fmt(lp['accuracy_without_errata']['mean'])}; problems {len(lp['problems'])}"
+        )
+    gp = report["generated_pairs"]
+    print(
+        f"generated pairs: {gp['genuine_pairs']} genuine, {gp['impostor_pairs']} impostor; "
+        f"EER {_fmt(gp.get('eer'))}  AUC {_fmt(gp.get('auc'), pct=False)}"
+    )
+    for point in gp.get("tar_at_fmr", []):
+        print(
+            f"  TAR at FMR {point['target_fmr']:.0e}: {_fmt(point['tar'])}"
+            + (
+                f" (95 % CI {_fmt(point['tar_ci'][0])}-{_fmt(point['tar_ci'][1])}, threshold "
+                f"{point['threshold']:.4f})"
+                if point["tar"] is not None
+                else f" ({point.get('note', '')})"
+            )
+        )
+    print(f"report {path}" + (f"; plots {', '.join(p.name for p in plots)}" if plots else ""))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from fvs.pipeline.pipeline import calibration_path
+
+    evaluation, s = _evaluation(args)
+    try:
+        calibration = evaluation.calibrate(args.name or args.dataset.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or calibration_path(s.model)
+    out.write_text(json.dumps(calibration.model_dump(), indent=2) + "\n", encoding="utf-8")
+    print(f"calibration {calibration.id} written to {out}")
+    holdout = []
+    if calibration.impostor_pairs >= 4 * 10**5:
+        holdout = evaluation.holdout_check(args.name or args.dataset.name)
+    print(
+        f"{'score >=':>9} {'FMR <=':>9} {'cosine':>8} {'FNMR':>8}"
+        + ("   held-out half: FMR      FNMR" if holdout else "")
+    )
+    for k, p in enumerate(calibration.table):
+        if k % 4:
+            continue
+        fnmr = f"{100 * p.fnmr:.2f} %" if p.fnmr is not None else "n/a"
+        extra = ""
+        if holdout:
+            h = holdout[k]
+            extra = f"   {h['heldout_fmr']:>13.1e} {100 * (h['heldout_fnmr'] or 0):>8.2f} %"
+        print(f"{p.percent:>8.0f}% {p.fmr:>9.0e} {p.cosine:>8.4f} {fnmr:>8}{extra}")
+    if args.holdout_json and holdout:
+        args.holdout_json.parent.mkdir(parents=True, exist_ok=True)
+        args.holdout_json.write_text(json.dumps(holdout, indent=2) + "\n", encoding="utf-8")
+    return 0

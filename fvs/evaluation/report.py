@@ -1,0 +1,279 @@
+"""`fvs eval` and `fvs calibrate`: scores for listed and generated pairs, the JSON report and
+the ROC, DET and score-histogram plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fvs.evaluation import metrics as m
+from fvs.evaluation.calibration import fit_calibration
+from fvs.evaluation.dataset import Dataset, Errata, PairsFile, all_pairs, read_lfw_pairs
+from fvs.evaluation.embeddings import Embedded, embed_dataset, pair_scores
+from fvs.pipeline.pipeline import FacePipeline
+from fvs.pipeline.score import Calibration
+
+FMRS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+
+
+@dataclass
+class EvalOptions:
+    dataset: Path
+    pairs: Path | None = None
+    errata: Path | None = None
+    aliases: tuple[tuple[str, str], ...] = ()
+    impostors: str = "all"  # "all" or a number to sample
+    seed: int = 0
+    cache: Path | None = None
+    progress: bool = True
+
+
+def _operating_points(
+    genuine: np.ndarray, impostor: np.ndarray, genuine_total: int
+) -> list[dict[str, Any]]:
+    points = []
+    for fmr in FMRS:
+        op = m.tar_at_fmr(genuine, impostor, fmr)
+        point = asdict(op)
+        if op.threshold is not None:
+            hits = int(np.count_nonzero(genuine >= op.threshold))
+            point["tar_including_fta"] = hits / genuine_total if genuine_total else None
+        else:
+            point["note"] = f"needs at least {int(np.ceil(1 / fmr))} impostor pairs"
+        points.append(point)
+    return points
+
+
+def _summary(genuine: np.ndarray, impostor: np.ndarray, genuine_total: int) -> dict[str, Any]:
+    if genuine.size == 0 or impostor.size == 0:
+        return {
+            "genuine_scored": int(genuine.size),
+            "impostor_scored": int(impostor.size),
+            "note": "needs both genuine and impostor pairs",
+        }
+    rate, threshold = m.eer(genuine, impostor)
+    return {
+        "genuine_scored": int(genuine.size),
+        "impostor_scored": int(impostor.size),
+        "eer": rate,
+        "eer_threshold": threshold,
+        "auc": m.auc(genuine, impostor),
+        "tar_at_fmr": _operating_points(genuine, impostor, genuine_total),
+    }
+
+
+class Evaluation:
+    """Embeds a dataset once and scores its pairs."""
+
+    def __init__(self, pipeline: FacePipeline, options: EvalOptions) -> None:
+        self.pipeline = pipeline
+        self.options = options
+        self.dataset = Dataset.scan(options.dataset)
+        self.errata = Errata.read(options.errata, options.aliases)
+        self.embedded: Embedded = embed_dataset(
+            pipeline, self.dataset, options.cache, options.progress
+        )
+        self.index = self.dataset.index()
+
+    def fta(self) -> dict[str, Any]:
+        reasons = Counter(f for f in self.embedded.failure if f)
+        return {
+            "images": len(self.dataset.images),
+            "failed": sum(reasons.values()),
+            "by_reason": dict(sorted(reasons.items())),
+            "failed_images": [
+                img for img, f in zip(self.dataset.images, self.embedded.failure, strict=True) if f
+            ],
+        }
+
+    def generated(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """All genuine pairs and all (or sampled) cross-identity pairs of non-excluded images."""
+        keep = np.array([not self.errata.excludes(i) for i in self.dataset.images])
+        i, j, genuine = all_pairs(self.dataset, keep, self.errata)
+        if self.options.impostors != "all":
+            rng = np.random.default_rng(self.options.seed)
+            impostor_idx = np.flatnonzero(~genuine)
+            n = min(int(self.options.impostors), impostor_idx.size)
+            chosen = np.sort(rng.choice(impostor_idx, size=n, replace=False))
+            sel = np.sort(np.concatenate([np.flatnonzero(genuine), chosen]))
+            i, j, genuine = i[sel], j[sel], genuine[sel]
+        ok = self.embedded.ok
+        scored = ok[i] & ok[j]
+        scores = pair_scores(self.embedded.vectors, i[scored], j[scored])
+        g, imp = scores[genuine[scored]], scores[~genuine[scored]]
+        section = {
+            "impostor_sampling": self.options.impostors,
+            "seed": self.options.seed,
+            "excluded_images": sorted(
+                img for img, k in zip(self.dataset.images, keep, strict=True) if not k
+            ),
+            "aliases_never_paired": sorted(sorted(a) for a in self.errata.aliases),
+            "genuine_pairs": int(genuine.sum()),
+            "impostor_pairs": int((~genuine).sum()),
+            "pairs_not_scored_fta": {
+                "genuine": int((genuine & ~scored).sum()),
+                "impostor": int((~genuine & ~scored).sum()),
+            },
+            **_summary(g, imp, int(genuine.sum())),
+        }
+        return section, g, imp
+
+    def listed(self, pairs_file: PairsFile) -> dict[str, Any]:
+        pairs = pairs_file.pairs
+        a = np.array([self.index[p.a] for p in pairs], dtype=np.intp)
+        b = np.array([self.index[p.b] for p in pairs], dtype=np.intp)
+        labels = np.array([p.genuine for p in pairs], dtype=bool)
+        folds = np.array([p.fold for p in pairs])
+        ok = self.embedded.ok
+        scored = ok[a] & ok[b]
+        scores = pair_scores(self.embedded.vectors, a[scored], b[scored])
+        clean = np.array(
+            [not (self.errata.excludes(p.a) or self.errata.excludes(p.b)) for p in pairs]
+        )[scored]
+        acc = m.kfold_accuracy(scores, labels[scored], folds[scored])
+        acc_clean = m.kfold_accuracy(scores[clean], labels[scored][clean], folds[scored][clean])
+        return {
+            "pairs": len(pairs),
+            "genuine": int(labels.sum()),
+            "impostor": int((~labels).sum()),
+            "problems": pairs_file.problems,
+            "pairs_not_scored_fta": int((~scored).sum()),
+            "folds": int(np.unique(folds).size),
+            "accuracy": {
+                "mean": acc.mean,
+                "std": acc.std,
+                "folds": acc.folds,
+                "thresholds": acc.thresholds,
+            },
+            "accuracy_without_errata": {
+                "pairs": int(clean.sum()),
+                "mean": acc_clean.mean,
+                "std": acc_clean.std,
+            },
+            **_summary(scores[labels[scored]], scores[~labels[scored]], int(labels.sum())),
+        }
+
+    def report(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        info = self.pipeline.info
+        report: dict[str, Any] = {
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "dataset": str(self.options.dataset),
+            "model": info.model_id,
+            "providers": info.providers,
+            "detector_sha256": info.detector_sha256,
+            "recognizer_sha256": info.recognizer_sha256,
+            "pipeline": self.pipeline.settings.model_dump(),
+            "quality_minimums": self.pipeline.minimums["verify"].__dict__,
+            "machine": {"python": platform.python_version(), "platform": platform.platform()},
+            "unreadable_files": self.embedded.problems,
+            "failure_to_acquire": self.fta(),
+        }
+        if self.options.pairs is not None:
+            report["listed_pairs"] = self.listed(read_lfw_pairs(self.options.pairs, self.dataset))
+        report["generated_pairs"], g, imp = self.generated()
+        return report, g, imp
+
+    def _scored_pairs(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i, j, genuine = all_pairs(self.dataset, keep, self.errata)
+        ok = self.embedded.ok
+        scored = ok[i] & ok[j]
+        scores = pair_scores(self.embedded.vectors, i[scored], j[scored])
+        return scores[genuine[scored]], scores[~genuine[scored]]
+
+    def _fit(self, genuine: np.ndarray, impostor: np.ndarray, name: str) -> Calibration:
+        info = self.pipeline.info
+        return fit_calibration(
+            genuine,
+            impostor,
+            model_id=info.model_id,
+            recognizer_sha256=info.recognizer_sha256,
+            detector_sha256=info.detector_sha256,
+            dataset=name,
+        )
+
+    def calibrate(self, name: str) -> Calibration:
+        keep = np.array([not self.errata.excludes(i) for i in self.dataset.images])
+        return self._fit(*self._scored_pairs(keep), name)
+
+    def holdout_check(self, name: str) -> list[dict[str, float | None]]:
+        """Calibrate on half of the identities, measure FMR and FNMR on the other half."""
+        halves = np.array([zlib.crc32(p.encode()) % 2 for p in self.dataset.identity])
+        keep = np.array([not self.errata.excludes(i) for i in self.dataset.images])
+        calibration = self._fit(*self._scored_pairs(keep & (halves == 0)), f"{name} (half A)")
+        test_g, test_i = self._scored_pairs(keep & (halves == 1))
+        return [
+            {
+                "percent": p.percent,
+                "target_fmr": p.fmr,
+                "heldout_fmr": float(np.mean(test_i >= p.cosine)) if test_i.size else None,
+                "heldout_fnmr": float(np.mean(test_g < p.cosine)) if test_g.size else None,
+                "heldout_impostor_pairs": int(test_i.size),
+            }
+            for p in calibration.table
+        ]
+
+
+def write_plots(out: Path, genuine: np.ndarray, impostor: np.ndarray, title: str) -> list[Path]:
+    """roc.png, det.png and scores.png in ``out``."""
+    # matplotlib is only needed here; importing it lazily keeps the server free of it.
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    _, fmr, tar = m.roc(genuine, impostor)
+    floor = 0.5 / max(impostor.size, 1)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.semilogx(np.maximum(fmr, floor), tar)
+    ax.set(
+        xlabel="false match rate (FMR)",
+        ylabel="true accept rate (TAR)",
+        title=f"ROC: {title}",
+        xlim=(max(floor, 1e-7), 1),
+        ylim=(0.9, 1.0005),
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    paths.append(out / "roc.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fnmr = 1 - tar
+    ax.loglog(np.maximum(fmr, floor), np.maximum(fnmr, 0.5 / max(genuine.size, 1)))
+    ax.set(
+        xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)", title=f"DET: {title}"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    paths.append(out / "det.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    bins = np.linspace(-0.4, 1.0, 141).tolist()
+    ax.hist(impostor, bins=bins, density=True, alpha=0.6, label=f"impostor ({impostor.size:,})")
+    ax.hist(genuine, bins=bins, density=True, alpha=0.6, label=f"genuine ({genuine.size:,})")
+    ax.set_yscale("log")
+    ax.set(xlabel="cosine similarity", ylabel="density (log)", title=f"Scores: {title}")
+    ax.legend()
+    paths.append(out / "scores.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def write_report(out: Path, report: dict[str, Any]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.json"
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    return path
