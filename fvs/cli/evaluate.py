@@ -155,6 +155,14 @@ def _eval(args: argparse.Namespace) -> int:
                 else f" ({point.get('note', '')})"
             )
         )
+    rows = gp.get("quality_gate_tradeoff", [])
+    if rows:
+        print(f"  {'quality rule':<34}{'FTA':>7}{'FTA rate':>10}{'TAR@1e-4 incl. FTA':>20}")
+        for row in rows:
+            print(
+                f"  {row['rule']:<34}{row['fta_images']:>7}{_fmt(row['fta_rate']):>10}"
+                f"{_fmt(row['tar_at_fmr_1e-4_including_fta']):>20}"
+            )
     print(f"report {path}" + (f"; plots {', '.join(p.name for p in plots)}" if plots else ""))
     return 0
 

@@ -19,6 +19,7 @@ from fvs.evaluation.calibration import fit_calibration
 from fvs.evaluation.dataset import Dataset, Errata, PairsFile, all_pairs, read_lfw_pairs
 from fvs.evaluation.embeddings import Embedded, embed_dataset, pair_scores
 from fvs.pipeline.pipeline import FacePipeline
+from fvs.pipeline.quality import QualityMinimums
 from fvs.pipeline.score import Calibration
 
 FMRS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
@@ -109,6 +110,7 @@ class Evaluation:
         scored = ok[i] & ok[j]
         scores = pair_scores(self.embedded.vectors, i[scored], j[scored])
         g, imp = scores[genuine[scored]], scores[~genuine[scored]]
+        tradeoff = self.quality_tradeoff(i, j, genuine, scored, scores)
         section = {
             "impostor_sampling": self.options.impostors,
             "seed": self.options.seed,
@@ -123,8 +125,63 @@ class Evaluation:
                 "impostor": int((~genuine & ~scored).sum()),
             },
             **_summary(g, imp, int(genuine.sum())),
+            "quality_gate_tradeoff": tradeoff,
         }
         return section, g, imp
+
+    def component_masks(self, minimums: QualityMinimums) -> dict[str, np.ndarray]:
+        """Which images reach each component of ``minimums`` (NaN quality: none)."""
+        e = self.embedded
+        with np.errstate(invalid="ignore"):
+            return {
+                "face_size": e.component("inter_eye_px") >= minimums.inter_eye_px,
+                "sharpness": e.component("sharpness") >= minimums.sharpness,
+                "exposure": (e.component("exposure") >= minimums.exposure_min)
+                & (e.component("exposure") <= minimums.exposure_max),
+                "contrast": e.component("contrast") >= minimums.contrast,
+                "pose": (np.abs(e.component("yaw_deg")) <= minimums.max_yaw_deg)
+                & (np.abs(e.component("pitch_deg")) <= minimums.max_pitch_deg),
+                "detection_score": e.component("detection_score") >= minimums.detection_score,
+            }
+
+    def quality_tradeoff(
+        self,
+        i: np.ndarray,
+        j: np.ndarray,
+        genuine: np.ndarray,
+        scored: np.ndarray,
+        scores: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        """Failures to acquire against TAR at FMR 1e-4 (counting FTA as non-matches) for the
+        verify minimums as served, the enrolment minimums, and each enrolment component."""
+        ok = self.embedded.ok
+        enrol = self.component_masks(self.pipeline.minimums["enroll"])
+        rules = {
+            "verify minimums (as served)": ok,
+            "enrolment minimums (all)": ok & np.logical_and.reduce(list(enrol.values())),
+        }
+        rules.update({f"enrolment {name} only": ok & mask for name, mask in enrol.items()})
+        gen_scored = genuine[scored]
+        rows = []
+        for name, passes in rules.items():
+            pair_ok = (passes[i] & passes[j])[scored]
+            g = scores[gen_scored & pair_ok]
+            imp = scores[~gen_scored & pair_ok]
+            threshold = m.threshold_at_fmr(imp, 1e-4)
+            hits = int(np.count_nonzero(g >= threshold)) if threshold is not None else None
+            total = int(genuine.sum())
+            rows.append(
+                {
+                    "rule": name,
+                    "fta_images": int((~passes).sum()),
+                    "fta_rate": float((~passes).mean()),
+                    "genuine_pairs_lost": int(total - np.count_nonzero(gen_scored & pair_ok)),
+                    "tar_at_fmr_1e-4_including_fta": hits / total
+                    if hits is not None and total
+                    else None,
+                }
+            )
+        return rows
 
     def listed(self, pairs_file: PairsFile) -> dict[str, Any]:
         pairs = pairs_file.pairs
