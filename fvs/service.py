@@ -21,6 +21,8 @@ from fvs.errors import ErrorCode, FvsError
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import ScoreMapping, cosine
 from fvs.store.base import CitizenStore
+from fvs.store.index import TemplateIndex
+from fvs.store.sqlite import SqliteStore
 from fvs.store.synthetic import minimal_citizen
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,22 @@ class FaceService:
         """``fallback`` maps scores when the model pack has no calibration."""
         self.store = store
         self.fallback = fallback
+        self.index: TemplateIndex | None = None
         self._pipeline: FacePipeline | None = None
 
     def set_pipeline(self, pipeline: FacePipeline) -> None:
-        """Mark the model loaded and warmed up: from now on calls are served."""
+        """Load the template index for this model; from then on calls are served."""
+        if isinstance(self.store, SqliteStore):
+            start = time.perf_counter()
+            self.index = TemplateIndex.from_store(
+                self.store, pipeline.info.model_id, pipeline.manifest.recognizer.embedding_size
+            )
+            log.info(
+                "template index: %d templates of %s in %.1f s",
+                len(self.index),
+                pipeline.info.model_id,
+                time.perf_counter() - start,
+            )
         self._pipeline = pipeline
 
     @property
@@ -90,10 +104,15 @@ class FaceService:
         if request.consent is not None:
             _check_text(request.consent.reference, "consent.reference", MAX_CONSENT_REFERENCE)
         pipeline = self.pipeline
-        template = self._enrolled_template(request.citizen_id, pipeline.info.model_id)
+        indexed = self.index.lookup(request.citizen_id) if self.index is not None else None
+        if indexed is not None:
+            vector, version = indexed
+        else:  # not in the index: the store says why (or has it, without an index)
+            template = self._enrolled_template(request.citizen_id, pipeline.info.model_id)
+            vector, version = template.vector, template.version
         probe: Probe = pipeline.extract(request.image, "verify")
         t = time.perf_counter()
-        similarity = cosine(probe.embedding, template.vector)
+        similarity = cosine(probe.embedding, vector)
         mapping = pipeline.mapping or self.fallback
         score = mapping.percent(similarity)
         probe.timings.match_ms = (time.perf_counter() - t) * 1000.0
@@ -104,7 +123,7 @@ class FaceService:
             model=pipeline.info.model_id,
             face=probe.face,
             request_id=request_id,
-            template_version=template.version,
+            template_version=version,
             score_mapping=mapping.id,
             false_match_rate=mapping.fmr(similarity),
             quality=probe.quality,
@@ -144,6 +163,8 @@ class FaceService:
             probe.embedding,
             create=None if exists else minimal_citizen(request.citizen_id),
         )
+        if self.index is not None:
+            self.index.put(request.citizen_id, probe.embedding, template.version)
         log.info("enrolled template v%d (citizen created: %s)", template.version, created)
         return EnrollResult(
             citizen_id=request.citizen_id,
@@ -164,4 +185,7 @@ class FaceService:
 
     def delete_enrollment(self, citizen_id: str) -> int:
         cid.validate(citizen_id)
-        return self.store.delete_templates(citizen_id)
+        deleted = self.store.delete_templates(citizen_id)
+        if self.index is not None:
+            self.index.remove(citizen_id)
+        return deleted

@@ -167,8 +167,13 @@ class FvsServer:
     async def load(self, loader: PipelineLoader) -> None:
         """Load and warm the model off the event loop, then report SERVING."""
         loop = asyncio.get_running_loop()
-        pipeline = await loop.run_in_executor(self.executor, loader)
-        self.service.set_pipeline(pipeline)
+
+        def load_and_index() -> FacePipeline:
+            pipeline = loader()
+            self.service.set_pipeline(pipeline)  # builds the template index
+            return pipeline
+
+        pipeline = await loop.run_in_executor(self.executor, load_and_index)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving with model %s on %s", pipeline.info.model_id, pipeline.info.providers)
 

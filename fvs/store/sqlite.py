@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +205,22 @@ class SqliteStore:
             return conn.execute(
                 "DELETE FROM face_templates WHERE citizen_id = ?", (citizen_id,)
             ).rowcount
+
+    def active_templates(
+        self, model_id: str, batch: int = 65536
+    ) -> Iterator[tuple[list[str], np.ndarray, list[int]]]:
+        """Every active template of ``model_id``, in chunks of (ids, (n, D) vectors, versions)."""
+        cursor = self.db.conn().execute(
+            "SELECT citizen_id, vector, version FROM face_templates"
+            " WHERE active = 1 AND model_id = ?",
+            (model_id,),
+        )
+        while rows := cursor.fetchmany(batch):
+            ids = [str(r[0]) for r in rows]
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(
+                len(rows), -1
+            )
+            yield ids, vectors.astype(np.float32), [int(r[2]) for r in rows]
 
     def count_citizens(self) -> int:
         return int(str(self._read("SELECT count(*) FROM citizens", ())[0][0]))

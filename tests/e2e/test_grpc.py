@@ -180,7 +180,7 @@ def test_unexpected_failure_is_internal_and_generic(
     def broken(citizen_id: str) -> None:
         raise RuntimeError("secret detail: disk sector 7")
 
-    monkeypatch.setattr(server.service.store, "active_template", broken)
+    monkeypatch.setattr(server.service.index, "lookup", broken)
     failure = refusal(lambda: client.verify(OBAMA, photo("obama2.jpg")))
     assert (failure.code, failure.reason) == ("INTERNAL", "INTERNAL")
     assert "secret" not in failure.message

@@ -24,6 +24,7 @@ class FakePipeline:
     def __init__(self, model_id: str = "fake@000000000000") -> None:
         self.info = ModelInfo("fake", model_id, ["CPUExecutionProvider"], "d" * 64, "r" * 64)
         self.mapping = None  # uncalibrated: the service's fallback mapping applies
+        self.manifest = type("M", (), {"recognizer": type("R", (), {"embedding_size": 512})})
         self.calls = 0
 
     def extract(self, data: bytes, purpose: str = "verify") -> Probe:
