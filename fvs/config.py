@@ -21,6 +21,9 @@ class ServerSettings(BaseModel):
     workers: int = Field(default=4, ge=1, le=256)
     # Seconds in-flight calls get to finish on shutdown.
     grace_s: float = Field(default=5.0, ge=0)
+    # Calls admitted beyond those the workers are running; past it calls are refused at once
+    # with RESOURCE_EXHAUSTED / OVERLOADED instead of queueing without bound.
+    max_queue: int = Field(default=16, ge=0, le=100_000)
     # Largest gRPC message accepted (bytes); images are further limited by the pipeline.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
@@ -37,6 +40,15 @@ class ModelSettings(BaseModel):
     # slower end to end with it on, two sessions on two cores).
     allow_spinning: bool = False
     warmup_runs: int = Field(default=2, ge=0, le=100)
+
+
+class BatchingSettings(BaseModel):
+    """Dynamic micro-batching of the embedder across concurrent requests."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    # Longest a crop waits for others; never waits when no other request is in flight.
+    max_wait_ms: float = Field(default=2.0, ge=0, le=100)
 
 
 class PipelineSettings(BaseModel):
@@ -56,6 +68,7 @@ class PipelineSettings(BaseModel):
     multiple_faces_ratio: float = Field(default=0.7, gt=0, le=1)
     # Smallest face accepted (shorter side of the detected box, in pixels).
     min_face_px: int = Field(default=40, ge=8)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
 
     @field_validator("detector_sizes")
     @classmethod

@@ -20,6 +20,9 @@ class Kind(enum.Enum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     PRECONDITION = "precondition"
+    OVERLOADED = "overloaded"
+    DEADLINE = "deadline"
+    CANCELLED = "cancelled"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -55,6 +58,10 @@ class ErrorCode(enum.Enum):
     UNKNOWN_PURPOSE = "UNKNOWN_PURPOSE"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+    # load (issue 5)
+    OVERLOADED = "OVERLOADED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
     # administration
     AGENCY_NOT_FOUND = "AGENCY_NOT_FOUND"
     PERMIT_NOT_FOUND = "PERMIT_NOT_FOUND"
@@ -96,6 +103,9 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.UNKNOWN_PURPOSE: Kind.INVALID_INPUT,
     ErrorCode.CONSENT_REQUIRED: Kind.PRECONDITION,
     ErrorCode.AUDIT_UNAVAILABLE: Kind.UNAVAILABLE,
+    ErrorCode.OVERLOADED: Kind.OVERLOADED,
+    ErrorCode.DEADLINE_EXCEEDED: Kind.DEADLINE,
+    ErrorCode.CANCELLED: Kind.CANCELLED,
     ErrorCode.AGENCY_NOT_FOUND: Kind.NOT_FOUND,
     ErrorCode.PERMIT_NOT_FOUND: Kind.NOT_FOUND,
     ErrorCode.SYSTEM_NOT_FOUND: Kind.NOT_FOUND,

@@ -98,6 +98,10 @@ class Gate:
         self._record(caller, facts, auth, start, "OK", "", outcome(result))
         return result
 
+    def refuse(self, caller: Caller, facts: CallFacts, error: FvsError) -> None:
+        """Record a call refused before it reached the gate proper (e.g. OVERLOADED)."""
+        self._record(caller, facts, None, time.perf_counter(), "REFUSED", error.code.value, {})
+
     def _system_of(self, caller: Caller, auth: Authorization | None) -> System | None:
         if auth is not None:
             return auth.system

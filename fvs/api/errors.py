@@ -20,6 +20,9 @@ GRPC_CODE: Mapping[Kind, grpc.StatusCode] = {
     Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Kind.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
     Kind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Kind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Kind.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Kind.CANCELLED: grpc.StatusCode.CANCELLED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Kind.INTERNAL: grpc.StatusCode.INTERNAL,
 }

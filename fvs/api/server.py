@@ -121,8 +121,14 @@ class FvsServer:
             ]
         )
         runner = Runner(
-            parts.service, parts.gate, self.executor, settings.access.insecure, parts.admin
+            parts.service,
+            parts.gate,
+            self.executor,
+            settings.access.insecure,
+            parts.admin,
+            capacity=settings.server.workers + settings.server.max_queue,
         )
+        self.runner = runner
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(
             FaceVerificationServicer(runner), self.server
         )
@@ -181,6 +187,7 @@ class FvsServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.settings.server.grace_s if grace is None else grace)
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.runner.audit_executor.shutdown(wait=True)
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         for name in (OVERALL, *SERVICE_NAMES):

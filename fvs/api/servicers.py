@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -14,7 +16,7 @@ import grpc
 
 from fvs.access.admin import AdminService
 from fvs.access.gate import CallFacts, Gate
-from fvs.access.model import Authorization, Operation
+from fvs.access.model import Authorization, Caller, Operation
 from fvs.api import convert
 from fvs.api.errors import internal_status, to_grpc_status
 from fvs.api.identity import caller_of
@@ -27,7 +29,7 @@ from fvs.api.v1 import (
     verification_pb2_grpc,
 )
 from fvs.domain import EnrollResult, VerifyResult
-from fvs.errors import FvsError
+from fvs.errors import ErrorCode, FvsError
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,68 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+class Admission:
+    """A bound on calls admitted (running or waiting for a worker); past it, refuse at once.
+
+    Used on the event loop only, so a plain counter is enough.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.pending = 0
+        self.refused = 0
+
+    def try_enter(self) -> bool:
+        if self.pending >= self.capacity:
+            self.refused += 1
+            return False
+        self.pending += 1
+        return True
+
+    def leave(self) -> None:
+        self.pending -= 1
+
+
+class Job:
+    """One admitted call on its way to a worker. Either the worker starts it, or the event
+    loop abandons it (the caller cancelled or ran out of time first); never both."""
+
+    def __init__(self, time_remaining: float | None) -> None:
+        self.deadline = None if time_remaining is None else time.monotonic() + time_remaining
+        self._lock = threading.Lock()
+        self._started = False
+        self._abandoned = False
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def start(self) -> bool:
+        """Worker side: False when the call was abandoned (it must not run)."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._started = True
+            return True
+
+    def abandon(self) -> bool:
+        """Loop side: True when the worker will never run the call."""
+        with self._lock:
+            if self._started:
+                return False
+            self._abandoned = True
+            return True
+
+    def check_deadline(self) -> None:
+        if self.expired():
+            raise FvsError(
+                ErrorCode.DEADLINE_EXCEEDED,
+                "the call's deadline passed before it reached the model",
+            )
+
+
 class Runner:
-    """Runs a call through the gate in the executor; turns failures into rich statuses."""
+    """Runs a call through admission and the gate in the executor; turns failures into rich
+    statuses."""
 
     def __init__(
         self,
@@ -46,12 +108,16 @@ class Runner:
         executor: Executor,
         insecure: bool,
         admin: AdminService,
+        capacity: int = 1_000_000,
     ) -> None:
         self.service = service
         self.gate = gate
         self.executor = executor
         self.insecure = insecure
         self.admin = admin
+        self.admission = Admission(capacity)
+        # refusal records must not queue behind model work
+        self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
 
     async def run(self, context: Context, method: str, fn: Callable[[], T]) -> T:
         try:
@@ -73,11 +139,49 @@ class Runner:
         outcome: Callable[[T], dict[str, Any]] | None = None,
     ) -> T:
         caller = caller_of(context, self.insecure)
-        return await self.run(
-            context,
-            facts.operation.value,
-            lambda: self.gate.run(caller, facts, fn, outcome or (lambda _: {})),
+        if not self.admission.try_enter():
+            await self._refuse_overloaded(context, caller, facts)
+        job = Job(context.time_remaining())
+
+        def checked(auth: Authorization) -> T:
+            job.check_deadline()  # never run the model for a caller out of time
+            return fn(auth)
+
+        def work() -> T:
+            if not job.start():
+                raise FvsError(ErrorCode.CANCELLED, "abandoned before it ran")
+            return self.gate.run(caller, facts, checked, outcome or (lambda _: {}))
+
+        try:
+            return await self.run(context, facts.operation.value, work)
+        except asyncio.CancelledError:
+            if job.abandon():  # the worker will never see it: record why here
+                code = ErrorCode.DEADLINE_EXCEEDED if job.expired() else ErrorCode.CANCELLED
+                error = FvsError(code, "the caller went away before the call ran")
+                self.audit_executor.submit(self._record_quietly, caller, facts, error)
+            raise
+        finally:
+            self.admission.leave()
+
+    def _record_quietly(self, caller: Caller, facts: CallFacts, error: FvsError) -> None:
+        try:
+            self.gate.refuse(caller, facts, error)
+        except FvsError:
+            log.exception("could not audit an abandoned call")
+
+    async def _refuse_overloaded(self, context: Context, caller: Caller, facts: CallFacts) -> None:
+        error = FvsError(
+            ErrorCode.OVERLOADED,
+            f"the server is at capacity ({self.admission.capacity} calls admitted); retry "
+            "with backoff",
         )
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.audit_executor, self.gate.refuse, caller, facts, error
+            )
+        except FvsError as audit_failure:
+            error = audit_failure
+        await context.abort_with_status(to_grpc_status(error))
 
     async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
         """An Admin method: authorization and audit happen inside AdminService."""

@@ -11,10 +11,11 @@ from typing import Literal
 import numpy as np
 
 from fvs.config import ModelSettings, PipelineSettings, QualitySettings, ScoreSettings
-from fvs.domain import Face, Probe, Timings
+from fvs.domain import Embedding, Face, Probe, Timings
 from fvs.errors import ConfigError
 from fvs.pipeline import quality
 from fvs.pipeline.align import align
+from fvs.pipeline.batching import MicroBatcher
 from fvs.pipeline.decode import BgrImage, ImageLimits, decode
 from fvs.pipeline.detector import FaceDetector, landmarks_array, select_subject
 from fvs.pipeline.embedder import Embedder
@@ -58,6 +59,12 @@ class FacePipeline:
         mapping: CalibratedMapping | None = None,
     ) -> None:
         self.mapping = mapping  # the pack's FMR-anchored calibration, if it has one
+        batching = settings.batching
+        self.batcher = (
+            MicroBatcher(embedder.embed, batching.max_batch_size, batching.max_wait_ms)
+            if batching.enabled and batching.max_batch_size > 1
+            else None
+        )
         limits = minimums or QualitySettings()
         self.minimums: dict[str, QualityMinimums] = {
             "verify": QualityMinimums(**limits.verify.model_dump()),
@@ -135,6 +142,26 @@ class FacePipeline:
         ``purpose`` picks the quality minimums: "verify" for probes, "enroll" (stricter) for
         templates, "measure" to measure quality without refusing.
         """
+        if self.batcher is None:
+            return self._extract(data, purpose)
+        self.batcher.expect(+1)
+        try:
+            return self._extract(data, purpose)
+        finally:
+            self.batcher.expect(-1)
+
+    def embed_one(self, crop: BgrImage) -> Embedding:
+        """(D,) embedding of one aligned crop (micro-batched with concurrent requests)."""
+        if self.batcher is not None:
+            return self.batcher.embed(crop)
+        vector: Embedding = self.embedder.embed([crop])[0]
+        return vector
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def _extract(self, data: bytes, purpose: Stage) -> Probe:
         timings = Timings()
         start = t = time.perf_counter()
         image = self.decode(data)
@@ -151,7 +178,7 @@ class FacePipeline:
             quality.check(face_quality, self.minimums[purpose])
         timings.quality_ms = _ms(t)
         t = time.perf_counter()
-        embedding = self.embedder.embed([crop])[0]
+        embedding = self.embed_one(crop)
         timings.embed_ms = _ms(t)
         timings.total_ms = _ms(start)
         return Probe(face=face, embedding=embedding, timings=timings, quality=face_quality)

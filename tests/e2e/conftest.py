@@ -74,7 +74,9 @@ class ServerThread:
 def server(
     settings_factory: Callable[..., Settings], pipeline: FacePipeline
 ) -> Iterator[ServerThread]:
-    running = ServerThread(settings_factory(), lambda: pipeline)
+    settings = settings_factory()
+    settings.server.max_queue = 64  # room for the 50-call burst test
+    running = ServerThread(settings, lambda: pipeline)
     running.loaded.result(timeout=60)
     yield running
     running.stop()

@@ -1,0 +1,116 @@
+"""Admission control, deadlines and cancellation on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from fvs.api.errors import error_info
+from fvs.api.v1 import verification_pb2, verification_pb2_grpc
+from fvs.audit.log import read_records
+from fvs.config import Settings
+from fvs.pipeline.pipeline import FacePipeline
+from tests.conftest import CITIZEN_A, photo
+from tests.e2e.conftest import DevClient, ServerThread
+from tests.e2e.test_grpc import consent
+
+
+class SlowPipeline:
+    """The real pipeline, slowed down, counting the photos that reach it."""
+
+    def __init__(self, real: FacePipeline, delay_s: float) -> None:
+        self._real = real
+        self.delay_s = delay_s
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+    def extract(self, data: bytes, purpose: str = "verify"):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.delay_s)
+        return self._real.extract(data, purpose)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def slow_server(
+    settings_factory: Callable[..., Settings], pipeline: FacePipeline
+) -> Iterator[tuple[ServerThread, SlowPipeline]]:
+    settings = settings_factory()
+    settings.server.workers = 1
+    settings.server.max_queue = 2  # capacity 3
+    slow = SlowPipeline(pipeline, 0.4)
+    running = ServerThread(settings, lambda: slow)  # type: ignore[arg-type,return-value]
+    running.loaded.result(timeout=60)
+    with DevClient(running.address) as c:
+        c.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+    slow.calls = 0
+    yield running, slow
+    running.stop()
+
+
+def request() -> verification_pb2.VerifyRequest:
+    return verification_pb2.VerifyRequest(
+        citizen_id=CITIZEN_A, image=photo("obama2.jpg"), purpose="KYC", consent=consent()
+    )
+
+
+async def test_overload_is_refused_at_once_and_every_call_is_answered(
+    slow_server: tuple[ServerThread, SlowPipeline],
+) -> None:
+    server, slow = slow_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        started = time.monotonic()
+        calls = [stub.Verify(request(), timeout=30) for _ in range(10)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    ok = [o for o in outcomes if isinstance(o, verification_pb2.VerifyResponse)]
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(ok) + len(refused) == 10  # no call lost without an answer
+    assert len(ok) == 3  # the capacity: one running, two waiting
+    for failure in refused:
+        assert failure.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        info = error_info(rpc_status.from_call(failure))
+        assert info is not None and info.reason == "OVERLOADED"
+    assert all(r.similarity > 0.5 for r in ok)
+    assert slow.calls == 3
+    assert time.monotonic() - started < 30
+    records = list(read_records(server.parts.gate.audit.path))
+    assert sum(r["reason"] == "OVERLOADED" for r in records) == 7
+
+
+async def test_expired_and_cancelled_calls_never_reach_the_model(
+    slow_server: tuple[ServerThread, SlowPipeline],
+) -> None:
+    server, slow = slow_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        first = stub.Verify(request(), timeout=30)  # occupies the only worker for 0.4 s
+        await asyncio.sleep(0.1)
+        expiring = stub.Verify(request(), timeout=0.15)  # its deadline passes in the queue
+        cancelled = stub.Verify(request(), timeout=30)
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        assert (await first).similarity > 0.5
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await expiring
+        assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await asyncio.sleep(0.6)  # let the worker drain what was queued
+    assert slow.calls == 1
+    reasons = [
+        r["reason"]
+        for r in read_records(server.parts.gate.audit.path)
+        if r["operation"] == "Verify"
+    ]
+    assert reasons.count("DEADLINE_EXCEEDED") == 1
+    assert reasons.count("CANCELLED") == 1
