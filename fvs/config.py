@@ -21,9 +21,12 @@ class ServerSettings(BaseModel):
     workers: int = Field(default=4, ge=1, le=256)
     # Seconds in-flight calls get to finish on shutdown.
     grace_s: float = Field(default=5.0, ge=0)
-    # Calls admitted beyond those the workers are running; past it calls are refused at once
-    # with RESOURCE_EXHAUSTED / OVERLOADED instead of queueing without bound.
+    # Calls admitted beyond those the workers are running, and the longest a call may be
+    # expected to wait for a worker (queue length x recent service time per worker); past
+    # either, calls are refused at once with RESOURCE_EXHAUSTED / OVERLOADED instead of
+    # queueing: the latency of accepted calls stays bounded under overload.
     max_queue: int = Field(default=16, ge=0, le=100_000)
+    max_queue_wait_ms: float = Field(default=50.0, ge=0)
     # Largest gRPC message accepted (bytes); images are further limited by the pipeline.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 

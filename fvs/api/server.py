@@ -127,6 +127,8 @@ class FvsServer:
             settings.access.insecure,
             parts.admin,
             capacity=settings.server.workers + settings.server.max_queue,
+            workers=settings.server.workers,
+            max_queue_wait_s=settings.server.max_queue_wait_ms / 1000.0,
         )
         self.runner = runner
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 import uuid
@@ -39,25 +40,38 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class Admission:
-    """A bound on calls admitted (running or waiting for a worker); past it, refuse at once.
+    """Which calls to admit (running or waiting for a worker); the rest are refused at once.
 
-    Used on the event loop only, so a plain counter is enough.
+    A call is admitted when a worker is free, or when the expected wait for one, the calls
+    already waiting times the recent service time per worker, fits ``max_wait_s``; and never
+    beyond ``capacity`` admitted calls. Used on the event loop only, so plain fields suffice.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, workers: int = 1, max_wait_s: float = math.inf) -> None:
         self.capacity = capacity
+        self.workers = max(1, workers)
+        self.max_wait_s = max_wait_s
         self.pending = 0
         self.refused = 0
+        self.service_s = 0.0  # moving average of a call's time in a worker
+
+    def expected_wait_s(self) -> float:
+        waiting = self.pending - self.workers + 1
+        return max(0, waiting) * self.service_s / self.workers
 
     def try_enter(self) -> bool:
-        if self.pending >= self.capacity:
+        if self.pending >= self.capacity or self.expected_wait_s() > self.max_wait_s:
             self.refused += 1
             return False
         self.pending += 1
         return True
 
-    def leave(self) -> None:
+    def leave(self, service_s: float | None = None) -> None:
         self.pending -= 1
+        if service_s is not None:
+            self.service_s = (
+                service_s if self.service_s == 0 else 0.9 * self.service_s + 0.1 * service_s
+            )
 
 
 class Job:
@@ -69,6 +83,7 @@ class Job:
         self._lock = threading.Lock()
         self._started = False
         self._abandoned = False
+        self.service_s: float | None = None  # time it spent in a worker
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -109,13 +124,15 @@ class Runner:
         insecure: bool,
         admin: AdminService,
         capacity: int = 1_000_000,
+        workers: int = 1,
+        max_queue_wait_s: float = math.inf,
     ) -> None:
         self.service = service
         self.gate = gate
         self.executor = executor
         self.insecure = insecure
         self.admin = admin
-        self.admission = Admission(capacity)
+        self.admission = Admission(capacity, workers, max_queue_wait_s)
         # refusal records must not queue behind model work
         self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
 
@@ -150,7 +167,11 @@ class Runner:
         def work() -> T:
             if not job.start():
                 raise FvsError(ErrorCode.CANCELLED, "abandoned before it ran")
-            return self.gate.run(caller, facts, checked, outcome or (lambda _: {}))
+            began = time.perf_counter()
+            try:
+                return self.gate.run(caller, facts, checked, outcome or (lambda _: {}))
+            finally:
+                job.service_s = time.perf_counter() - began
 
         try:
             return await self.run(context, facts.operation.value, work)
@@ -161,7 +182,7 @@ class Runner:
                 self.audit_executor.submit(self._record_quietly, caller, facts, error)
             raise
         finally:
-            self.admission.leave()
+            self.admission.leave(job.service_s)
 
     def _record_quietly(self, caller: Caller, facts: CallFacts, error: FvsError) -> None:
         try:
@@ -172,8 +193,8 @@ class Runner:
     async def _refuse_overloaded(self, context: Context, caller: Caller, facts: CallFacts) -> None:
         error = FvsError(
             ErrorCode.OVERLOADED,
-            f"the server is at capacity ({self.admission.capacity} calls admitted); retry "
-            "with backoff",
+            f"the server is at capacity ({self.admission.pending} calls admitted, expected wait "
+            f"{1000 * self.admission.expected_wait_s():.0f} ms); retry with backoff",
         )
         try:
             await asyncio.get_running_loop().run_in_executor(

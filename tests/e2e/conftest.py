@@ -76,6 +76,7 @@ def server(
 ) -> Iterator[ServerThread]:
     settings = settings_factory()
     settings.server.max_queue = 64  # room for the 50-call burst test
+    settings.server.max_queue_wait_ms = 60_000
     running = ServerThread(settings, lambda: pipeline)
     running.loaded.result(timeout=60)
     yield running

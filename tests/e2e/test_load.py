@@ -42,11 +42,14 @@ class SlowPipeline:
 
 @pytest.fixture
 def slow_server(
-    settings_factory: Callable[..., Settings], pipeline: FacePipeline
+    settings_factory: Callable[..., Settings],
+    pipeline: FacePipeline,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[ServerThread, SlowPipeline]]:
     settings = settings_factory()
     settings.server.workers = 1
     settings.server.max_queue = 2  # capacity 3
+    settings.server.max_queue_wait_ms = getattr(request, "param", 60_000)
     slow = SlowPipeline(pipeline, 0.4)
     running = ServerThread(settings, lambda: slow)  # type: ignore[arg-type,return-value]
     running.loaded.result(timeout=60)
@@ -114,3 +117,23 @@ async def test_expired_and_cancelled_calls_never_reach_the_model(
     ]
     assert reasons.count("DEADLINE_EXCEEDED") == 1
     assert reasons.count("CANCELLED") == 1
+
+
+@pytest.mark.parametrize("slow_server", [500], indirect=True)
+async def test_admission_bounds_the_expected_wait(
+    slow_server: tuple[ServerThread, SlowPipeline],
+) -> None:
+    """With 0.4 s per call and one worker, a 0.5 s budget admits one running and one waiting."""
+    server, slow = slow_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        await stub.Verify(request(), timeout=30)  # teaches the server its service time
+        outcomes = await asyncio.gather(
+            *[stub.Verify(request(), timeout=30) for _ in range(6)], return_exceptions=True
+        )
+    ok = [o for o in outcomes if isinstance(o, verification_pb2.VerifyResponse)]
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert (len(ok), len(refused)) == (2, 4)
+    assert all(f.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for f in refused)
+    assert "expected wait" in refused[0].details()
+    assert slow.calls == 3  # the refused calls never reached the model
