@@ -27,8 +27,12 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "hostname": platform.node(), "platform": platform.platform(), "cpu": cpu,
-        "cores": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
         "onnxruntime": onnxruntime.__version__,
         "providers": onnxruntime.get_available_providers(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -39,8 +43,10 @@ def latency_stats(samples_ns: list[int] | np.ndarray) -> dict[str, float]:
     """median / p99 / p99.9 / mean in microseconds."""
     us = np.asarray(samples_ns, dtype=np.float64) / 1000.0
     return {
-        "n": int(us.size), "median_us": float(np.median(us)),
-        "p99_us": float(np.percentile(us, 99)), "p999_us": float(np.percentile(us, 99.9)),
+        "n": int(us.size),
+        "median_us": float(np.median(us)),
+        "p99_us": float(np.percentile(us, 99)),
+        "p999_us": float(np.percentile(us, 99.9)),
         "mean_us": float(us.mean()),
     }
 

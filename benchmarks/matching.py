@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import latency_stats, machine, write_json  # noqa: E402
-from fvs.citizen_id import complete  # noqa: E402
-from fvs.store.index import TemplateIndex  # noqa: E402
+from benchmarks.common import latency_stats, machine, write_json
+from fvs.citizen_id import complete
+from fvs.store.index import TemplateIndex
 
 DIM = 512
 MEMMAP_FROM = 5_000_000  # registries this large are memory-mapped
@@ -91,7 +91,8 @@ def bench_size(n: int, calls: int, seed: int, workdir: Path) -> dict:  # type: i
         idx_ns = timed_calls(index.score, [(c, probe) for c in chosen])
     raw_stats, idx_stats = latency_stats(raw_ns), latency_stats(idx_ns)
     result.update(
-        raw_dot=raw_stats, index=idx_stats,
+        raw_dot=raw_stats,
+        index=idx_stats,
         median_ratio=idx_stats["median_us"] / raw_stats["median_us"],
         p99_ratio=idx_stats["p99_us"] / raw_stats["p99_us"],
     )
@@ -112,8 +113,12 @@ def bench_size(n: int, calls: int, seed: int, workdir: Path) -> dict:  # type: i
     for _ in range(reps):
         index.score_many(batch_ids, probes)
     many_ns = (time.perf_counter_ns() - t0) / (reps * batch)
-    result["batched"] = {"pairs_per_call": batch, "einsum_pregathered_ns_per_pair": einsum_ns,
-                         "score_many_ns_per_pair": many_ns, "ratio": many_ns / einsum_ns}
+    result["batched"] = {
+        "pairs_per_call": batch,
+        "einsum_pregathered_ns_per_pair": einsum_ns,
+        "score_many_ns_per_pair": many_ns,
+        "ratio": many_ns / einsum_ns,
+    }
     return result
 
 
@@ -130,16 +135,30 @@ def main() -> int:
     for n in args.sizes:
         results.append(bench_size(n, args.calls, args.seed, workdir))
         r = results[-1]
-        print(f"{n:>10,} templates{' (mmap)' if r['memory_mapped'] else '':7}  raw dot "
-              f"median {r['raw_dot']['median_us']:.2f} us p99 {r['raw_dot']['p99_us']:.2f}  |  "
-              f"index median {r['index']['median_us']:.2f} us p99 {r['index']['p99_us']:.2f} "
-              f"p99.9 {r['index']['p999_us']:.2f}  |  median x{r['median_ratio']:.2f}  "
-              f"batched x{r['batched']['ratio']:.2f}"
-              + (f"  |  cold median {r['index_cold']['median_us']:.1f} us p99 "
-                 f"{r['index_cold']['p99_us']:.1f}" if "index_cold" in r else ""), flush=True)
-    path = write_json("matching", {"benchmark": "matching", "machine": machine(),
-                                   "parameters": vars(args) | {"dim": DIM}, "results": results},
-                      args.out)
+        print(
+            f"{n:>10,} templates{' (mmap)' if r['memory_mapped'] else '':7}  raw dot "
+            f"median {r['raw_dot']['median_us']:.2f} us p99 {r['raw_dot']['p99_us']:.2f}  |  "
+            f"index median {r['index']['median_us']:.2f} us p99 {r['index']['p99_us']:.2f} "
+            f"p99.9 {r['index']['p999_us']:.2f}  |  median x{r['median_ratio']:.2f}  "
+            f"batched x{r['batched']['ratio']:.2f}"
+            + (
+                f"  |  cold median {r['index_cold']['median_us']:.1f} us p99 "
+                f"{r['index_cold']['p99_us']:.1f}"
+                if "index_cold" in r
+                else ""
+            ),
+            flush=True,
+        )
+    path = write_json(
+        "matching",
+        {
+            "benchmark": "matching",
+            "machine": machine(),
+            "parameters": vars(args) | {"dim": DIM},
+            "results": results,
+        },
+        args.out,
+    )
     print(f"wrote {path}")
     return 0
 

@@ -6,6 +6,7 @@ Examples: ``FVS_SERVER__ADDRESS=127.0.0.1:50051``, ``FVS_MODEL__PROVIDERS=cuda``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,8 +18,10 @@ Providers = Literal["auto", "cpu", "cuda", "tensorrt"]
 
 class ServerSettings(BaseModel):
     address: str = "127.0.0.1:50051"
-    # Threads that run inference and store calls off the event loop.
-    workers: int = Field(default=4, ge=1, le=256)
+    # Threads that run inference and store calls off the event loop. Default: the number of
+    # cores (measured on 2 cores: more workers raised throughput little and doubled the tail
+    # latency under overload; see README "Performance").
+    workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1, le=256)
     # Seconds in-flight calls get to finish on shutdown.
     grace_s: float = Field(default=5.0, ge=0)
     # Calls admitted beyond those the workers are running, and the longest a call may be
@@ -26,7 +29,7 @@ class ServerSettings(BaseModel):
     # either, calls are refused at once with RESOURCE_EXHAUSTED / OVERLOADED instead of
     # queueing: the latency of accepted calls stays bounded under overload.
     max_queue: int = Field(default=16, ge=0, le=100_000)
-    max_queue_wait_ms: float = Field(default=50.0, ge=0)
+    max_queue_wait_ms: float = Field(default=10.0, ge=0)
     # Largest gRPC message accepted (bytes); images are further limited by the pipeline.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 

@@ -1,0 +1,370 @@
+"""Service: an async gRPC load generator against a real `fvs serve` process. Closed-loop
+callers at each concurrency level for a fixed time report throughput and p50/p95/p99; an
+open-loop overload run offers a multiple of the sustainable rate and reports the accepted
+calls' latency, the refused ones (OVERLOADED), calls lost without an answer (must be 0) and
+the server's memory. The in-process pipeline on the same photo, measured first in the same
+run, is the ceiling the service is measured against. Writes JSON and a PNG.
+
+    .venv/bin/python benchmarks/service.py [--levels 1 2 4 8 16] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS, machine, write_json
+from fvs.api.v1 import verification_pb2, verification_pb2_grpc
+from fvs.config import Settings
+from fvs.pipeline.pipeline import FacePipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+CITIZEN = "3100600445635"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def in_process(photo: bytes, seconds: float, threads: list[int]) -> dict:  # type: ignore[type-arg]
+    settings = Settings()
+    pipeline = FacePipeline.load(
+        settings.model, settings.pipeline, settings.quality, settings.score
+    )
+    pipeline.warm_up(2)
+    lat = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t = time.perf_counter()
+        pipeline.extract(photo)
+        lat.append((time.perf_counter() - t) * 1e3)
+    best = 0.0
+    rates = {}
+    for n in threads:
+        stop = time.perf_counter() + seconds
+
+        def loop(_: int, stop: float = stop) -> int:
+            k = 0
+            while time.perf_counter() < stop:
+                pipeline.extract(photo)
+                k += 1
+            return k
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(n) as pool:
+            done = sum(pool.map(loop, range(n)))
+        rates[n] = done / (time.perf_counter() - start)
+        best = max(best, rates[n])
+    pipeline.close()
+    from benchmarks.pipeline import naive_pipeline
+
+    naive = naive_pipeline()
+    naive(photo)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() < start + seconds:
+        naive(photo)
+        count += 1
+    return {
+        "p50_ms": statistics.median(lat),
+        "p99_ms": pct(lat, 99),
+        "calls": len(lat),
+        "threads_images_per_s": rates,
+        "best_images_per_s": best,
+        "naive_insightface_sequential_per_s": count / (time.perf_counter() - start),
+    }
+
+
+def request(photo: bytes) -> verification_pb2.VerifyRequest:
+    req = verification_pb2.VerifyRequest(citizen_id=CITIZEN, image=photo, purpose="KYC")
+    req.consent.reference = "BENCH-1"
+    req.consent.given_at.GetCurrentTime()
+    return req
+
+
+async def closed_loop(
+    address: str, photo: bytes, concurrency: int, seconds: float, args_backoff_s: float = 0.05
+) -> dict:  # type: ignore[type-arg]
+    """Each caller sends, awaits, repeats; after OVERLOADED it backs off (default 50 ms)."""
+    req = request(photo)
+    ok: list[float] = []
+    refused = 0
+    errors = 0
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 16 << 20)]
+    ) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        stop = time.perf_counter() + seconds
+
+        async def caller() -> None:
+            nonlocal refused, errors
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                try:
+                    await stub.Verify(req, timeout=30)
+                    ok.append((time.perf_counter() - t) * 1e3)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        refused += 1
+                        await asyncio.sleep(args_backoff_s)  # a polite client backs off
+                    else:
+                        errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*[caller() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - start
+    return {
+        "concurrency": concurrency,
+        "ok": len(ok),
+        "refused": refused,
+        "errors": errors,
+        "throughput_per_s": len(ok) / elapsed,
+        "p50_ms": pct(ok, 50),
+        "p95_ms": pct(ok, 95),
+        "p99_ms": pct(ok, 99),
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid: int) -> dict:  # type: ignore[type-arg]
+    req = request(photo)
+    ok: list[float] = []
+    refused = 0
+    errors: dict[str, int] = {}
+    memory: list[float] = []
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 16 << 20)]
+    ) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+
+        async def one() -> None:
+            nonlocal refused
+            t = time.perf_counter()
+            try:
+                await stub.Verify(req, timeout=30)
+                ok.append((time.perf_counter() - t) * 1e3)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    refused += 1
+                else:
+                    errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+
+        tasks = []
+        start = time.perf_counter()
+        next_mem = start
+        k = 0
+        while (now := time.perf_counter()) < start + seconds:
+            due = start + k / rate
+            if now >= due:
+                tasks.append(asyncio.ensure_future(one()))
+                k += 1
+            if now >= next_mem:
+                memory.append(rss_mb(pid))
+                next_mem += 1.0
+            await asyncio.sleep(max(0.0, min(due, next_mem) - time.perf_counter()))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+        memory.append(rss_mb(pid))
+    answered = len(ok) + refused + sum(errors.values())
+    return {
+        "offered_per_s": rate,
+        "seconds": seconds,
+        "sent": k,
+        "ok": len(ok),
+        "refused_overloaded": refused,
+        "errors": errors,
+        "lost": k - answered,
+        "accepted_p50_ms": pct(ok, 50),
+        "accepted_p99_ms": pct(ok, 99),
+        "memory_mb": {"first": memory[0], "max": max(memory), "last": memory[-1]},
+    }
+
+
+def plot(levels: list[dict], path: Path, ceiling: float) -> None:  # type: ignore[type-arg]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = [r["concurrency"] for r in levels]
+    fig, ax1 = plt.subplots(figsize=(6.5, 4.5))
+    ax1.plot(c, [r["p50_ms"] for r in levels], "o-", label="p50 latency")
+    ax1.plot(c, [r["p99_ms"] for r in levels], "s--", label="p99 latency")
+    ax1.set(xscale="log", xlabel="concurrent callers", ylabel="latency (ms)")
+    ax1.set_xticks(c, [str(x) for x in c])
+    ax2 = ax1.twinx()
+    ax2.plot(c, [r["throughput_per_s"] for r in levels], "^-", color="green", label="throughput")
+    ax2.axhline(ceiling, color="green", linestyle=":", label="in-process ceiling")
+    ax2.set_ylabel("verifications / s")
+    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88), fontsize=8)
+    ax1.set_title("FVS Verify over gRPC")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    photo = args.photo.read_bytes()
+    ceiling = in_process(photo, args.seconds / 2, [1, 2, 4, 8])
+    print(
+        f"in-process: p50 {ceiling['p50_ms']:.1f} ms, best {ceiling['best_images_per_s']:.1f}"
+        f" images/s; naive insightface sequential "
+        f"{ceiling['naive_insightface_sequential_per_s']:.1f}/s",
+        flush=True,
+    )
+    address = f"127.0.0.1:{free_port()}"
+    data = Path(tempfile.mkdtemp(prefix="fvs-bench-"))
+    env = {
+        **os.environ,
+        "FVS_MODEL__PROVIDERS": args.providers,
+        **dict(kv.split("=", 1) for kv in args.env),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fvs",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--insecure",
+            "--address",
+            address,
+            "--data-dir",
+            str(data),
+        ],
+        env=env,
+    )
+    try:
+        fvs = [sys.executable, "-m", "fvs", "--log-level", "ERROR"]
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            [*fvs, "health", "--server", address, "--timeout", "1"],
+            capture_output=True,
+            check=False,
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.3)
+        subprocess.run(
+            [
+                *fvs,
+                "enroll",
+                "--server",
+                address,
+                "--citizen-id",
+                CITIZEN,
+                "--create",
+                str(args.photo),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        await closed_loop(address, photo, 2, 2.0)  # warm
+        levels = []
+        for level in args.levels:
+            levels.append(await closed_loop(address, photo, level, args.seconds))
+            r = levels[-1]
+            print(
+                f"concurrency {level:>3}: {r['throughput_per_s']:6.1f}/s  p50 "
+                f"{r['p50_ms']:6.1f}  p95 {r['p95_ms']:6.1f}  p99 {r['p99_ms']:6.1f} ms  "
+                f"refused {r['refused']}  errors {r['errors']}",
+                flush=True,
+            )
+        sustainable = max(r["throughput_per_s"] for r in levels)
+        unloaded_p99 = levels[0]["p99_ms"]
+        overload = await open_loop(
+            address, photo, args.overload * sustainable, args.overload_seconds, server.pid
+        )
+        print(
+            f"overload x{args.overload} ({overload['offered_per_s']:.0f}/s for "
+            f"{args.overload_seconds:.0f} s): ok {overload['ok']}, refused "
+            f"{overload['refused_overloaded']}, errors {overload['errors']}, lost "
+            f"{overload['lost']}; accepted p99 {overload['accepted_p99_ms']:.1f} ms = "
+            f"x{overload['accepted_p99_ms'] / unloaded_p99:.2f} unloaded p99; memory "
+            f"{overload['memory_mb']}",
+            flush=True,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    by_level = {r["concurrency"]: r for r in levels}
+    ratios = {
+        "c1_p50_over_in_process_p50": by_level[1]["p50_ms"] / ceiling["p50_ms"]
+        if 1 in by_level
+        else None,
+        "c8_throughput_over_best_in_process": by_level[8]["throughput_per_s"]
+        / ceiling["best_images_per_s"]
+        if 8 in by_level
+        else None,
+        "c8_throughput_over_naive_sequential": by_level[8]["throughput_per_s"]
+        / ceiling["naive_insightface_sequential_per_s"]
+        if 8 in by_level
+        else None,
+        "best_throughput_over_best_in_process": max(r["throughput_per_s"] for r in levels)
+        / ceiling["best_images_per_s"],
+        "overload_accepted_p99_over_unloaded_p99": overload["accepted_p99_ms"] / unloaded_p99,
+    }
+    png = (
+        args.out.with_suffix(".png")
+        if args.out
+        else RESULTS / f"service-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.png"
+    )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(levels, png, ceiling["best_images_per_s"])
+    return {
+        "benchmark": "service",
+        "machine": machine(),
+        "parameters": {k: str(v) for k, v in vars(args).items()},
+        "in_process": ceiling,
+        "levels": levels,
+        "overload": overload,
+        "ratios": ratios,
+        "plot": str(png),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--photo", type=Path, default=ROOT / "tests" / "data" / "obama2.jpg")
+    p.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--overload", type=float, default=4.0, help="multiple of sustainable load")
+    p.add_argument("--overload-seconds", type=float, default=30.0)
+    p.add_argument("--providers", default="cpu")
+    p.add_argument("--env", nargs="*", default=[], help="FVS_...=value for the server")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    payload = asyncio.run(run(args))
+    for k, v in payload["ratios"].items():
+        print(f"{k}: {v:.2f}" if v is not None else f"{k}: n/a")
+    print(f"wrote {write_json('service', payload, args.out)} and {payload['plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Seconds-long runs proving the benchmarks still run and write their JSON (not timed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import DATA
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_matching_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "m.json"
+    bench("matching.py", "--sizes", "2000", "--calls", "300", "--out", str(out))
+    result = json.loads(out.read_text())["results"][0]
+    assert result["templates"] == 2000
+    assert result["index"]["median_us"] > 0 and result["raw_dot"]["median_us"] > 0
+    assert result["median_ratio"] > 0
+
+
+def test_pipeline_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    bench(
+        "pipeline.py",
+        "--photos",
+        str(DATA),
+        "--small",
+        str(tmp_path / "none"),
+        "--limit",
+        "2",
+        "--reps",
+        "1",
+        "--seconds",
+        "0.5",
+        "--threads",
+        "1",
+        "2",
+        "--out",
+        str(out),
+    )
+    payload = json.loads(out.read_text())
+    # same faces; the detector sizes differ (640 + 160 vs 640 only), so not bit-identical
+    assert payload["large_photos"]["embedding_cosine_ours_vs_naive_min"] > 0.9
+    assert payload["detector_sizing"]["sizes_used"] == [[256, 256]]
+    assert len(payload["throughput"]) == 2
+
+
+def test_service_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    bench(
+        "service.py",
+        "--levels",
+        "1",
+        "2",
+        "--seconds",
+        "1",
+        "--overload",
+        "2",
+        "--overload-seconds",
+        "2",
+        "--out",
+        str(out),
+    )
+    payload = json.loads(out.read_text())
+    assert [r["concurrency"] for r in payload["levels"]] == [1, 2]
+    assert payload["overload"]["lost"] == 0
+    assert Path(payload["plot"]).exists()
