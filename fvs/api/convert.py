@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from fvs.access.model import Agency, AgencyKind, Permit, PermitStatus, System
+from fvs.api.errors import to_grpc_status
 from fvs.api.v1 import admin_pb2, common_pb2, registry_pb2, verification_pb2
 from fvs.domain import (
     CardStatus,
@@ -22,6 +23,7 @@ from fvs.domain import (
     VerifyRequest,
     VerifyResult,
 )
+from fvs.errors import FvsError
 
 
 def verify_request(msg: verification_pb2.VerifyRequest) -> VerifyRequest:
@@ -209,3 +211,14 @@ def optional_time(message: Any, field: str) -> dt.datetime | None:
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
     return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def item_error(error: FvsError) -> verification_pb2.ItemError:
+    """A batch item's refusal, with the fields Verify's status and ErrorInfo would carry."""
+    status = to_grpc_status(error)
+    return verification_pb2.ItemError(
+        code=status.code.value[0],
+        reason=error.code.value,
+        message=status.details,
+        metadata=error.metadata,
+    )

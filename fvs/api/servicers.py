@@ -36,6 +36,8 @@ from fvs.service import FaceService
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+MAX_BATCH_ITEMS = 64
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -155,9 +157,31 @@ class Runner:
         fn: Callable[[Authorization], T],
         outcome: Callable[[T], dict[str, Any]] | None = None,
     ) -> T:
+        """Admission, gate and service for one call; a refusal aborts the RPC."""
+        try:
+            return await self.execute(context, facts, fn, outcome)
+        except FvsError as exc:
+            log.info("%s refused: %s (%s)", facts.operation.value, exc.code.value, exc.message)
+            status = to_grpc_status(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", facts.operation.value)
+            status = internal_status()
+        await context.abort_with_status(status)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    async def execute(
+        self,
+        context: Context,
+        facts: CallFacts,
+        fn: Callable[[Authorization], T],
+        outcome: Callable[[T], dict[str, Any]] | None = None,
+    ) -> T:
+        """Admission, gate and service for one call (or one batch item); raises FvsError."""
         caller = caller_of(context, self.insecure)
         if not self.admission.try_enter():
-            await self._refuse_overloaded(context, caller, facts)
+            await self._refuse_overloaded(caller, facts)
         job = Job(context.time_remaining())
 
         def checked(auth: Authorization) -> T:
@@ -174,7 +198,7 @@ class Runner:
                 job.service_s = time.perf_counter() - began
 
         try:
-            return await self.run(context, facts.operation.value, work)
+            return await asyncio.get_running_loop().run_in_executor(self.executor, work)
         except asyncio.CancelledError:
             if job.abandon():  # the worker will never see it: record why here
                 code = ErrorCode.DEADLINE_EXCEEDED if job.expired() else ErrorCode.CANCELLED
@@ -190,7 +214,7 @@ class Runner:
         except FvsError:
             log.exception("could not audit an abandoned call")
 
-    async def _refuse_overloaded(self, context: Context, caller: Caller, facts: CallFacts) -> None:
+    async def _refuse_overloaded(self, caller: Caller, facts: CallFacts) -> None:
         error = FvsError(
             ErrorCode.OVERLOADED,
             f"the server is at capacity ({self.admission.pending} calls admitted, expected wait "
@@ -201,8 +225,8 @@ class Runner:
                 self.audit_executor, self.gate.refuse, caller, facts, error
             )
         except FvsError as audit_failure:
-            error = audit_failure
-        await context.abort_with_status(to_grpc_status(error))
+            raise audit_failure from None
+        raise error
 
     async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
         """An Admin method: authorization and audit happen inside AdminService."""
@@ -249,6 +273,44 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
             context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
         )
         return convert.verify_response(result)
+
+    async def VerifyBatch(
+        self, request: verification_pb2.VerifyBatchRequest, context: Context
+    ) -> verification_pb2.VerifyBatchResponse:
+        if len(request.items) > MAX_BATCH_ITEMS:
+            error = FvsError(
+                ErrorCode.INVALID_REQUEST,
+                f"at most {MAX_BATCH_ITEMS} items per VerifyBatch",
+                field="items",
+            )
+            await context.abort_with_status(to_grpc_status(error))
+        results = await asyncio.gather(*[self._item(item, context) for item in request.items])
+        return verification_pb2.VerifyBatchResponse(results=results)
+
+    async def _item(
+        self, item: verification_pb2.VerifyRequest, context: Context
+    ) -> verification_pb2.VerifyBatchResult:
+        domain = convert.verify_request(item)
+        if not domain.request_id:
+            domain = replace(domain, request_id=uuid.uuid4().hex)
+        facts = CallFacts(
+            Operation.VERIFY,
+            domain.citizen_id,
+            domain.purpose[:64],
+            domain.consent,
+            domain.request_id[:128],
+        )
+        try:
+            result = await self._r.execute(
+                context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
+            )
+        except FvsError as exc:
+            return verification_pb2.VerifyBatchResult(error=convert.item_error(exc))
+        except Exception:
+            log.exception("a VerifyBatch item failed unexpectedly")
+            error = FvsError(ErrorCode.INTERNAL, "internal error")
+            return verification_pb2.VerifyBatchResult(error=convert.item_error(error))
+        return verification_pb2.VerifyBatchResult(response=convert.verify_response(result))
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]

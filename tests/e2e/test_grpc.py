@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from fvs.api.client import CallFailedError, FvsClient
 from fvs.api.errors import DOMAIN, error_info
 from fvs.api.v1 import verification_pb2, verification_pb2_grpc
+from fvs.audit.log import read_records
 from fvs.config import Settings
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.store.synthetic import minimal_citizen
@@ -293,3 +294,52 @@ async def test_fifty_concurrent_verify_calls(client: FvsClient, server: ServerTh
         assert response.request_id == f"c{i}"
         genuine = probes[name][1]
         assert (response.similarity > 0.5) if genuine else (response.similarity < 0.3), name
+
+
+def test_verify_batch_answers_each_item_in_order(client: FvsClient, server: ServerThread) -> None:
+    single = client.verify(OBAMA, photo("obama2.jpg")).similarity
+    items = [
+        verification_pb2.VerifyRequest(
+            citizen_id=OBAMA,
+            image=photo("obama2.jpg"),
+            purpose="KYC",
+            consent=consent(),
+            request_id="b0",
+        ),
+        verification_pb2.VerifyRequest(
+            citizen_id=WRONG_CHECK_DIGIT,
+            image=photo("obama2.jpg"),
+            purpose="KYC",
+            consent=consent(),
+            request_id="b1",
+        ),
+        verification_pb2.VerifyRequest(
+            citizen_id=OBAMA,
+            image=photo("biden.jpg"),
+            purpose="KYC",
+            consent=consent(),
+            request_id="b2",
+        ),
+        verification_pb2.VerifyRequest(
+            citizen_id=OBAMA, image=photo("obama2.jpg"), purpose="KYC", request_id="b3"
+        ),  # no consent
+    ]
+    with grpc.insecure_channel(server.address) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        response = stub.VerifyBatch(verification_pb2.VerifyBatchRequest(items=items), timeout=60)
+        with pytest.raises(grpc.RpcError) as too_many:
+            stub.VerifyBatch(verification_pb2.VerifyBatchRequest(items=items * 17), timeout=60)
+    first, second, third, fourth = response.results
+    assert first.response.request_id == "b0"
+    assert first.response.similarity == pytest.approx(single, abs=1e-5)
+    assert (second.error.code, second.error.reason) == (3, "INVALID_CITIZEN_ID")
+    assert second.error.metadata["problem"] == "check_digit"
+    assert third.response.similarity < 0.3
+    assert (fourth.error.code, fourth.error.reason) == (9, "CONSENT_REQUIRED")
+    assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    records = [
+        r
+        for r in read_records(server.parts.gate.audit.path)
+        if r["request_id"] in {"b0", "b1", "b2", "b3"}
+    ]
+    assert sorted(r["request_id"] for r in records) == ["b0", "b1", "b2", "b3"]

@@ -44,6 +44,11 @@ class FaceVerificationStub:
                 request_serializer=fvs_dot_v1_dot_verification__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=fvs_dot_v1_dot_verification__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.VerifyBatch = channel.unary_unary(
+                '/fvs.v1.FaceVerification/VerifyBatch',
+                request_serializer=fvs_dot_v1_dot_verification__pb2.VerifyBatchRequest.SerializeToString,
+                response_deserializer=fvs_dot_v1_dot_verification__pb2.VerifyBatchResponse.FromString,
+                _registered_method=True)
 
 
 class FaceVerificationServicer:
@@ -60,6 +65,15 @@ class FaceVerificationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyBatch(self, request, context):
+        """Many citizen/probe pairs in one call, for gateways that batch. Each item is authorized,
+        audited and answered on its own (a refused item does not fail the others); items run
+        concurrently and share the embedder's micro-batches. At most 64 items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceVerificationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -67,6 +81,11 @@ def add_FaceVerificationServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=fvs_dot_v1_dot_verification__pb2.VerifyRequest.FromString,
                     response_serializer=fvs_dot_v1_dot_verification__pb2.VerifyResponse.SerializeToString,
+            ),
+            'VerifyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyBatch,
+                    request_deserializer=fvs_dot_v1_dot_verification__pb2.VerifyBatchRequest.FromString,
+                    response_serializer=fvs_dot_v1_dot_verification__pb2.VerifyBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -101,6 +120,33 @@ class FaceVerification:
             '/fvs.v1.FaceVerification/Verify',
             fvs_dot_v1_dot_verification__pb2.VerifyRequest.SerializeToString,
             fvs_dot_v1_dot_verification__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fvs.v1.FaceVerification/VerifyBatch',
+            fvs_dot_v1_dot_verification__pb2.VerifyBatchRequest.SerializeToString,
+            fvs_dot_v1_dot_verification__pb2.VerifyBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
