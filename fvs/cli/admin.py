@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,8 +123,14 @@ def register(sub: Any) -> None:
     use.add_argument("--json", action="store_true")
 
 
-def _with_admin(args: argparse.Namespace, pki_dir: Path | None = None) -> AdminService:
-    return open_admin(args.data_dir, pki_dir)
+@contextmanager
+def _admin(args: argparse.Namespace, pki_dir: Path | None = None) -> Iterator[AdminService]:
+    """The admin service on the command's data directory, closed afterwards."""
+    svc = open_admin(args.data_dir, pki_dir)
+    try:
+        yield svc
+    finally:
+        svc.gate.close()
 
 
 def _agency_add(args: argparse.Namespace) -> int:
@@ -130,23 +138,17 @@ def _agency_add(args: argparse.Namespace) -> int:
     for item in args.supervisor:
         name, _, contact = item.partition("=")
         sups.append((name.strip(), contact.strip()))
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         agency = svc.add_agency(
             local_operator(), args.code, args.kind, args.name, args.registration, args.mission, sups
         )
-    finally:
-        svc.gate.close()
     print(f"agency {agency.code} ({agency.kind.value}) registered")
     return 0
 
 
 def _agency_show(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         agency, permits, systems = svc.agency(local_operator(), args.code)
-    finally:
-        svc.gate.close()
     print_json(
         {
             "agency": {
@@ -184,32 +186,23 @@ def _agency_show(args: argparse.Namespace) -> int:
 
 
 def _agency_list(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         for a in svc.agencies(local_operator()):
             print(f"{a.code}\t{a.kind.value}\t{a.name}")
-    finally:
-        svc.gate.close()
     return 0
 
 
 def _purpose_add(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         p = svc.add_purpose(local_operator(), args.code, args.description)
-    finally:
-        svc.gate.close()
     print(f"purpose {p.code} defined")
     return 0
 
 
 def _purpose_list(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         for p in svc.store.purposes():
             print(f"{p.code}\t{p.description}")
-    finally:
-        svc.gate.close()
     return 0
 
 
@@ -223,11 +216,8 @@ def _when(value: str | None) -> dt.datetime | None:
 def _permit_grant(args: argparse.Namespace) -> int:
     start = _when(args.valid_from) or dt.datetime.now(dt.UTC)
     until = _when(args.valid_until) or start + dt.timedelta(days=args.days)
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         p = svc.grant_permit(local_operator(), args.agency, args.purpose, start, until)
-    finally:
-        svc.gate.close()
     print(
         f"permit {p.id} granted to {p.agency_code} for {', '.join(p.purposes)}, valid "
         f"{p.valid_from.isoformat()} to {p.valid_until.isoformat()} (conditions "
@@ -237,11 +227,8 @@ def _permit_grant(args: argparse.Namespace) -> int:
 
 
 def _permit_change(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         p = svc.change_permit(local_operator(), args.permit, args.permit_command, args.reason)
-    finally:
-        svc.gate.close()
     print(f"permit {p.id} is now {p.status.value}")
     return 0
 
@@ -259,8 +246,7 @@ def _issue(pki_dir: Path | None, out: Path | None, name: str, org: str, csr: Pat
 
 
 def _system_add(args: argparse.Namespace) -> int:
-    svc = _with_admin(args, args.pki_dir)
-    try:
+    with _admin(args, args.pki_dir) as svc:
         cert_pem = args.cert.read_bytes() if args.cert else None
         fingerprint = args.fingerprint or ""
         if cert_pem is None and not fingerprint:
@@ -270,19 +256,14 @@ def _system_add(args: argparse.Namespace) -> int:
         system = svc.register_system(
             local_operator(), args.agency, args.name, cert_pem=cert_pem, fingerprint_hex=fingerprint
         )
-    finally:
-        svc.gate.close()
     print(f"system {system.label} registered (fingerprint {system.fingerprint})")
     return 0
 
 
 def _system_toggle(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         active = args.system_command == "enable"
         svc.set_system_active(local_operator(), args.agency, args.name, active)
-    finally:
-        svc.gate.close()
     print(f"system {args.agency}/{args.name} {'enabled' if active else 'disabled'}")
     return 0
 
@@ -291,14 +272,11 @@ def _operator_add(args: argparse.Namespace) -> int:
     from fvs.access.model import Role
 
     roles = frozenset(Role.ADMIN if r == "admin" else Role.REGISTRY for r in args.role)
-    svc = _with_admin(args, args.pki_dir)
-    try:
+    with _admin(args, args.pki_dir) as svc:
         issued = _issue(args.pki_dir, args.out, args.name, "FVS operators", None)
         system = svc.register_system(
             local_operator(), "", args.name, cert_pem=issued.cert_pem, roles=roles
         )
-    finally:
-        svc.gate.close()
     print(
         f"operator {system.name} registered with roles {', '.join(sorted(r.value for r in roles))}"
     )
@@ -306,30 +284,21 @@ def _operator_add(args: argparse.Namespace) -> int:
 
 
 def _conditions_set(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         version = svc.set_conditions(local_operator(), args.version, args.summary)
-    finally:
-        svc.gate.close()
     print(f"conditions {version} in force")
     return 0
 
 
 def _conditions_show(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         print(svc.store.conditions_version())
-    finally:
-        svc.gate.close()
     return 0
 
 
 def _usage(args: argparse.Namespace) -> int:
-    svc = _with_admin(args)
-    try:
+    with _admin(args) as svc:
         counts = svc.usage(local_operator(), args.agency, args.month)
-    finally:
-        svc.gate.close()
     rows = [
         {
             "day": k[0],
