@@ -49,8 +49,9 @@ def slow_server(
     settings = settings_factory()
     settings.server.workers = 1
     settings.server.max_queue = 2  # capacity 3
-    settings.server.max_queue_wait_ms = getattr(request, "param", 60_000)
-    slow = SlowPipeline(pipeline, 0.4)
+    wait_ms, delay_s = getattr(request, "param", (60_000, 0.4))
+    settings.server.max_queue_wait_ms = wait_ms
+    slow = SlowPipeline(pipeline, delay_s)
     running = ServerThread(settings, lambda: slow)  # type: ignore[arg-type,return-value]
     running.loaded.result(timeout=60)
     with DevClient(running.address) as c:
@@ -119,11 +120,12 @@ async def test_expired_and_cancelled_calls_never_reach_the_model(
     assert reasons.count("CANCELLED") == 1
 
 
-@pytest.mark.parametrize("slow_server", [500], indirect=True)
+@pytest.mark.parametrize("slow_server", [(1500, 1.0)], indirect=True)
 async def test_admission_bounds_the_expected_wait(
     slow_server: tuple[ServerThread, SlowPipeline],
 ) -> None:
-    """With 0.4 s per call and one worker, a 0.5 s budget admits one running and one waiting."""
+    """With 1.0-1.3 s per call and one worker, a 1.5 s budget admits one running and one
+    waiting (expected wait 1x the service time) and refuses the rest (2x and more)."""
     server, slow = slow_server
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = verification_pb2_grpc.FaceVerificationStub(channel)
