@@ -82,6 +82,9 @@ class AuditLog:
         self._size = -1
         self._seq = 0
         self._prev = GENESIS
+        self._sync_lock = threading.Lock()
+        self._durable = 0  # bytes of the file known to be on disk
+        self._failed = False
 
     def close(self) -> None:
         with self._lock:
@@ -108,10 +111,38 @@ class AuditLog:
         self._size = size
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Chain, write and fsync ``record``; raise AUDIT_UNAVAILABLE if it is not durable."""
+        """Chain, write and fsync ``record``; raise AUDIT_UNAVAILABLE if it is not durable.
+
+        Group commit: the chain lock covers only the write; the fsync that follows makes
+        every record written so far durable, so concurrent appends share one flush.
+        """
+        entry, end = self._write(record)
+        self._sync(end)
+        return entry
+
+    def _sync(self, end: int) -> None:
+        """Return once the file is durable up to byte ``end``."""
+        if self._durable >= end:
+            return
+        with self._sync_lock:
+            if self._durable >= end:  # another writer's fsync covered this record
+                return
+            if self._failed:
+                raise _unavailable("an earlier flush of the audit log failed")
+            target = self._size  # everything written so far is covered by this fsync
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._failed = True  # fail closed from now on: durability is unknown
+                raise _unavailable(f"flush failed: {exc}") from exc
+            self._durable = max(self._durable, target)
+
+    def _write(self, record: dict[str, Any]) -> tuple[dict[str, Any], int]:
         with self._lock:
             if self._fd < 0:
                 raise _unavailable("the audit log is closed")
+            if self._failed:
+                raise _unavailable("an earlier flush of the audit log failed")
             try:
                 if os.stat(self.path).st_ino != os.fstat(self._fd).st_ino:
                     raise _unavailable(f"{self.path} was removed or replaced")
@@ -131,14 +162,13 @@ class AuditLog:
                     written = os.write(self._fd, line)
                     if written != len(line):
                         raise OSError(f"short write ({written} of {len(line)} bytes)")
-                    os.fsync(self._fd)
                 except OSError as exc:
                     with contextlib.suppress(OSError):  # leave no half record behind
                         os.ftruncate(self._fd, size)
                     raise _unavailable(f"write failed: {exc}") from exc
                 self._size = size + len(line)
                 self._seq, self._prev = entry["seq"], entry["hash"]
-                return entry
+                return entry, self._size
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 

@@ -156,3 +156,48 @@ def test_keys_are_created_once_and_private(tmp_path: Path) -> None:
     assert citizen_hash(first, "3100600445635") != "3100600445635"
     assert len(citizen_hash(first, "3100600445635")) == 64
     assert citizen_hash(first, "3100600445635") != citizen_hash(b"z" * 32, "3100600445635")
+
+
+def test_concurrent_appends_share_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time as _time
+
+    import fvs.audit.log as audit_log
+
+    flushes = []
+    real = audit_log.os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        flushes.append(fd)
+        _time.sleep(0.01)  # a disk flush takes a while: others pile up behind it
+        real(fd)
+
+    monkeypatch.setattr(audit_log.os, "fsync", slow_fsync)
+    log = AuditLog(tmp_path, KEY)
+    threads = [threading.Thread(target=write, args=(tmp_path, 10, f"T{k}", log)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    check = verify_chain(tmp_path / "audit.jsonl", KEY)
+    assert check.ok and check.records == 80
+    assert len(flushes) < 80  # group commit: one flush made several records durable
+
+
+def test_a_failed_flush_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fvs.audit.log as audit_log
+
+    log = write(tmp_path, 2)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(audit_log.os, "fsync", broken)
+    with pytest.raises(FvsError) as info:
+        write(tmp_path, 1, log=log)
+    assert info.value.code is ErrorCode.AUDIT_UNAVAILABLE
+    monkeypatch.undo()
+    with pytest.raises(FvsError):  # durability unknown: refuse until restarted
+        write(tmp_path, 1, log=log)
+    log.close()
