@@ -20,7 +20,7 @@ from fvs.access.model import DEV_SYSTEM, Authorization, Caller, Operation, Syste
 from fvs.access.policy import AccessPolicy, ConsentRules
 from fvs.access.store import AccessStore
 from fvs.audit.keys import citizen_hash, load_or_create_key
-from fvs.audit.log import AuditLog
+from fvs.audit.log import LOG_FILE, AuditLog
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
 
@@ -55,6 +55,16 @@ def _no_fields(_: Any) -> dict[str, Any]:
     return {}
 
 
+def audit_path(data_dir: Path) -> Path:
+    """The audit trail of a data directory."""
+    return data_dir / AUDIT_DIR / LOG_FILE
+
+
+def audit_key(data_dir: Path) -> bytes:
+    """The key the audit trail's hash chain is made with (created on first use)."""
+    return load_or_create_key(data_dir / KEYS_DIR, "audit-chain")
+
+
 class Gate:
     def __init__(self, policy: AccessPolicy, audit: AuditLog, citizen_key: bytes) -> None:
         self.policy = policy
@@ -63,12 +73,10 @@ class Gate:
 
     @classmethod
     def open(cls, data_dir: Path, consent: ConsentRules) -> Gate:
-        keys = data_dir / KEYS_DIR
-        audit = AuditLog(data_dir / AUDIT_DIR, load_or_create_key(keys, "audit-chain"))
         return cls(
             AccessPolicy(AccessStore(data_dir), consent),
-            audit,
-            load_or_create_key(keys, "citizen-hmac"),
+            AuditLog(audit_path(data_dir).parent, audit_key(data_dir)),
+            load_or_create_key(data_dir / KEYS_DIR, "citizen-hmac"),
         )
 
     def close(self) -> None:

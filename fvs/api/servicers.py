@@ -8,7 +8,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -29,7 +29,7 @@ from fvs.api.v1 import (
     verification_pb2,
     verification_pb2_grpc,
 )
-from fvs.domain import EnrollResult, VerifyResult
+from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
 from fvs.service import FaceService
 
@@ -138,12 +138,15 @@ class Runner:
         # refusal records must not queue behind model work
         self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
 
-    async def run(self, context: Context, method: str, fn: Callable[[], T]) -> T:
+    async def _answer(self, context: Context, method: str, call: Awaitable[T]) -> T:
+        """Await ``call``; a refusal or failure aborts the RPC with its rich status."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+            return await call
         except FvsError as exc:
-            status = to_grpc_status(exc)
             log.info("%s refused: %s (%s)", method, exc.code.value, exc.message)
+            status = to_grpc_status(exc)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             log.exception("%s failed unexpectedly", method)
             status = internal_status()
@@ -158,18 +161,9 @@ class Runner:
         outcome: Callable[[T], dict[str, Any]] | None = None,
     ) -> T:
         """Admission, gate and service for one call; a refusal aborts the RPC."""
-        try:
-            return await self.execute(context, facts, fn, outcome)
-        except FvsError as exc:
-            log.info("%s refused: %s (%s)", facts.operation.value, exc.code.value, exc.message)
-            status = to_grpc_status(exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed unexpectedly", facts.operation.value)
-            status = internal_status()
-        await context.abort_with_status(status)
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
+        return await self._answer(
+            context, facts.operation.value, self.execute(context, facts, fn, outcome)
+        )
 
     async def execute(
         self,
@@ -220,18 +214,32 @@ class Runner:
             f"the server is at capacity ({self.admission.pending} calls admitted, expected wait "
             f"{1000 * self.admission.expected_wait_s():.0f} ms); retry with backoff",
         )
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                self.audit_executor, self.gate.refuse, caller, facts, error
-            )
-        except FvsError as audit_failure:
-            raise audit_failure from None
+        # an audit failure (AUDIT_UNAVAILABLE) propagates instead of the refusal
+        await asyncio.get_running_loop().run_in_executor(
+            self.audit_executor, self.gate.refuse, caller, facts, error
+        )
         raise error
 
     async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
         """An Admin method: authorization and audit happen inside AdminService."""
         caller = caller_of(context, self.insecure)
-        return await self.run(context, "Admin", lambda: fn(caller))
+        loop = asyncio.get_running_loop()
+        return await self._answer(context, "Admin", loop.run_in_executor(self.executor, fn, caller))
+
+
+def _verify_call(request: verification_pb2.VerifyRequest) -> tuple[VerifyRequest, CallFacts]:
+    """The domain request (with a request id generated when none was sent) and its facts."""
+    domain = convert.verify_request(request)
+    if not domain.request_id:
+        domain = replace(domain, request_id=uuid.uuid4().hex)
+    facts = CallFacts(
+        Operation.VERIFY,
+        domain.citizen_id,
+        domain.purpose[:64],
+        domain.consent,
+        domain.request_id[:128],
+    )
+    return domain, facts
 
 
 def _verify_outcome(result: VerifyResult) -> dict[str, Any]:
@@ -259,16 +267,7 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def Verify(
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
-        domain = convert.verify_request(request)
-        if not domain.request_id:
-            domain = replace(domain, request_id=uuid.uuid4().hex)
-        facts = CallFacts(
-            Operation.VERIFY,
-            domain.citizen_id,
-            domain.purpose[:64],
-            domain.consent,
-            domain.request_id[:128],
-        )
+        domain, facts = _verify_call(request)
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
         )
@@ -290,16 +289,7 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def _item(
         self, item: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyBatchResult:
-        domain = convert.verify_request(item)
-        if not domain.request_id:
-            domain = replace(domain, request_id=uuid.uuid4().hex)
-        facts = CallFacts(
-            Operation.VERIFY,
-            domain.citizen_id,
-            domain.purpose[:64],
-            domain.consent,
-            domain.request_id[:128],
-        )
+        domain, facts = _verify_call(item)
         try:
             result = await self._r.execute(
                 context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome

@@ -222,15 +222,13 @@ def _pki_init(args: argparse.Namespace) -> int:
 
 
 def _audit_paths(data_dir: Path | None) -> tuple[Path, bytes]:
-    from fvs.access.gate import AUDIT_DIR, KEYS_DIR
-    from fvs.audit.keys import load_or_create_key
-    from fvs.audit.log import LOG_FILE
+    from fvs.access.gate import audit_key, audit_path
 
     root = settings(store__data_dir=data_dir).store.data_dir
-    path = root / AUDIT_DIR / LOG_FILE
+    path = audit_path(root)
     if not path.exists():
         raise SystemExit(f"error: no audit trail at {path}")
-    return path, load_or_create_key(root / KEYS_DIR, "audit-chain")
+    return path, audit_key(root)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

@@ -6,31 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
+from fvs.config import QualitySettings
 from fvs.domain import Face
 from fvs.errors import ErrorCode, FvsError
 from fvs.pipeline.quality import QualityMinimums, check, measure, pose
 
 FRONTAL = np.array([[38.3, 51.7], [73.5, 51.5], [56.0, 71.7], [41.5, 92.4], [70.7, 92.2]])
-LENIENT = QualityMinimums(
-    inter_eye_px=10,
-    sharpness=10,
-    exposure_min=25,
-    exposure_max=235,
-    contrast=8,
-    max_yaw_deg=90,
-    max_pitch_deg=60,
-    detection_score=0.5,
-)
-STRICT = QualityMinimums(
-    inter_eye_px=24,
-    sharpness=25,
-    exposure_min=40,
-    exposure_max=220,
-    contrast=15,
-    max_yaw_deg=45,
-    max_pitch_deg=35,
-    detection_score=0.6,
-)
+# The shipped defaults: verification minimums, and the stricter enrolment ones.
+LENIENT = QualityMinimums(**QualitySettings().verify.model_dump())
+STRICT = QualityMinimums(**QualitySettings().enroll.model_dump())
 
 
 def face(landmarks: np.ndarray = FRONTAL, score: float = 0.85) -> Face:
