@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fvs.store.url import StoreLocation, parse_store_url
+
 Providers = Literal["auto", "cpu", "cuda", "tensorrt"]
 
 
@@ -150,8 +152,14 @@ class AccessSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    backend: Literal["sqlite"] = "sqlite"
+    # Where the registry, access rules and audit trail live (`fvs.store.url`):
+    # sqlite:///DIR (default: data_dir) or postgresql://... (env FVS_STORE__URL).
+    url: str | None = None
+    # Local files: the SQLite databases when url is unset, and keys and caches in any case.
     data_dir: Path = Path("fvs-data")
+
+    def location(self) -> StoreLocation:
+        return parse_store_url(self.url, self.data_dir)
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,9 @@ PYTHON=python scripts/gen_proto.sh "$gen"
 if ! diff -r -x __pycache__ "$gen" fvs/api/v1; then
   echo "fvs/api/v1 is out of date with proto/: run scripts/gen_proto.sh" >&2; exit 1
 fi
+echo "== postgresql"
+FVS_TEST_PG_URL="$(scripts/ensure_postgres.sh)"; export FVS_TEST_PG_URL
+echo "tests use $FVS_TEST_PG_URL"
 echo "== pytest"
 set +e
 python -m pytest "$@"

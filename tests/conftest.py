@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -63,3 +63,41 @@ def settings_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., 
 def pipeline(settings_factory: Callable[..., Settings]) -> FacePipeline:
     settings = settings_factory()
     return FacePipeline.load(settings.model, settings.pipeline)
+
+
+def _pg_base_url() -> str:
+    """The server scripts/ensure_postgres.sh found or started (scripts/test.sh exports it as
+    FVS_TEST_PG_URL); run here too when pytest is started by hand."""
+    import os
+    import subprocess
+
+    url = os.environ.get("FVS_TEST_PG_URL")
+    if url:
+        return url
+    script = Path(__file__).resolve().parent.parent / "scripts" / "ensure_postgres.sh"
+    done = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"no PostgreSQL server for the tests: {done.stderr.strip()}")
+    url = done.stdout.strip()
+    os.environ["FVS_TEST_PG_URL"] = url
+    return url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards. Never skipped: a
+    missing server fails the test."""
+    import uuid
+
+    import psycopg
+
+    base = _pg_base_url()
+    name = f"fvs_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    head, _, _ = base.rpartition("/")
+    try:
+        yield f"{head}/{name}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
