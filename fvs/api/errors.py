@@ -42,8 +42,15 @@ def to_grpc_status(error: FvsError) -> grpc.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    if error.retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(max(0, round(error.retry_after_s * 1e9)))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
     message = error.message if error.code is not ErrorCode.INTERNAL else GENERIC_INTERNAL_MESSAGE
-    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
     result: grpc.Status = rpc_status.to_status(status)
     return result
 
@@ -59,6 +66,18 @@ def error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo 
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def retry_info(status: status_pb2.Status | None) -> error_details_pb2.RetryInfo | None:
+    """The RetryInfo detail of a google.rpc.Status, if any."""
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
             return info
     return None

@@ -18,6 +18,7 @@ import grpc
 from fvs.access.admin import AdminService
 from fvs.access.gate import CallFacts, Gate
 from fvs.access.model import Authorization, Caller, Operation
+from fvs.admission import Admission, Decision
 from fvs.api import convert
 from fvs.api.errors import internal_status, to_grpc_status
 from fvs.api.identity import caller_of
@@ -39,41 +40,6 @@ T = TypeVar("T")
 
 MAX_BATCH_ITEMS = 64
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-class Admission:
-    """Which calls to admit (running or waiting for a worker); the rest are refused at once.
-
-    A call is admitted when a worker is free, or when the expected wait for one, the calls
-    already waiting times the recent service time per worker, fits ``max_wait_s``; and never
-    beyond ``capacity`` admitted calls. Used on the event loop only, so plain fields suffice.
-    """
-
-    def __init__(self, capacity: int, workers: int = 1, max_wait_s: float = math.inf) -> None:
-        self.capacity = capacity
-        self.workers = max(1, workers)
-        self.max_wait_s = max_wait_s
-        self.pending = 0
-        self.refused = 0
-        self.service_s = 0.0  # moving average of a call's time in a worker
-
-    def expected_wait_s(self) -> float:
-        waiting = self.pending - self.workers + 1
-        return max(0, waiting) * self.service_s / self.workers
-
-    def try_enter(self) -> bool:
-        if self.pending >= self.capacity or self.expected_wait_s() > self.max_wait_s:
-            self.refused += 1
-            return False
-        self.pending += 1
-        return True
-
-    def leave(self, service_s: float | None = None) -> None:
-        self.pending -= 1
-        if service_s is not None:
-            self.service_s = (
-                service_s if self.service_s == 0 else 0.9 * self.service_s + 0.1 * service_s
-            )
 
 
 class Job:
@@ -174,9 +140,11 @@ class Runner:
     ) -> T:
         """Admission, gate and service for one call (or one batch item); raises FvsError."""
         caller = caller_of(context, self.insecure)
-        if not self.admission.try_enter():
-            await self._refuse_overloaded(caller, facts)
-        job = Job(context.time_remaining())
+        time_remaining = context.time_remaining()
+        decision = self.admission.decide(time_remaining)
+        if not decision.admitted:
+            await self._refuse_overloaded(caller, facts, decision)
+        job = Job(time_remaining)
 
         def checked(auth: Authorization) -> T:
             job.check_deadline()  # never run the model for a caller out of time
@@ -208,12 +176,18 @@ class Runner:
         except FvsError:
             log.exception("could not audit an abandoned call")
 
-    async def _refuse_overloaded(self, caller: Caller, facts: CallFacts) -> None:
+    async def _refuse_overloaded(
+        self, caller: Caller, facts: CallFacts, decision: Decision
+    ) -> None:
+        retry_ms = max(1, round(1000 * decision.retry_after_s))
         error = FvsError(
             ErrorCode.OVERLOADED,
-            f"the server is at capacity ({self.admission.pending} calls admitted, expected wait "
-            f"{1000 * self.admission.expected_wait_s():.0f} ms); retry with backoff",
+            f"the server cannot answer this call in time ({decision.why}); retry after"
+            f" {retry_ms} ms",
+            expected_wait_ms=str(round(1000 * decision.expected_wait_s)),
+            retry_after_ms=str(retry_ms),
         )
+        error.retry_after_s = retry_ms / 1000
         # an audit failure (AUDIT_UNAVAILABLE) propagates instead of the refusal
         await asyncio.get_running_loop().run_in_executor(
             self.audit_executor, self.gate.refuse, caller, facts, error

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_status import rpc_status
 
-from fvs.api.errors import error_info
+from fvs.api.errors import error_info, retry_info
 from fvs.api.v1 import verification_pb2, verification_pb2_grpc
 from fvs.audit.log import read_records
 from fvs.config import Settings
@@ -48,8 +48,8 @@ def slow_server(
 ) -> Iterator[tuple[ServerThread, SlowPipeline]]:
     settings = settings_factory()
     settings.server.workers = 1
-    settings.server.max_queue = 2  # capacity 3
-    wait_ms, delay_s = getattr(request, "param", (60_000, 0.4))
+    wait_ms, delay_s, max_queue = getattr(request, "param", (60_000, 0.4, 2))
+    settings.server.max_queue = max_queue  # capacity 1 + max_queue
     settings.server.max_queue_wait_ms = wait_ms
     slow = SlowPipeline(pipeline, delay_s)
     running = ServerThread(settings, lambda: slow)  # type: ignore[arg-type,return-value]
@@ -97,6 +97,9 @@ async def test_expired_and_cancelled_calls_never_reach_the_model(
     server, slow = slow_server
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        # Admission would refuse a 0.15 s deadline behind a 0.4 s call at once; make its
+        # estimate wrong (too optimistic) so that the call is queued and expires there.
+        server.server.runner.admission.service_s = 0.001
         first = stub.Verify(request(), timeout=30)  # occupies the only worker for 0.4 s
         await asyncio.sleep(0.1)
         expiring = stub.Verify(request(), timeout=0.15)  # its deadline passes in the queue
@@ -120,12 +123,13 @@ async def test_expired_and_cancelled_calls_never_reach_the_model(
     assert reasons.count("CANCELLED") == 1
 
 
-@pytest.mark.parametrize("slow_server", [(1500, 1.0)], indirect=True)
+@pytest.mark.parametrize("slow_server", [(500, 0.3, 10)], indirect=True)
 async def test_admission_bounds_the_expected_wait(
     slow_server: tuple[ServerThread, SlowPipeline],
 ) -> None:
-    """With 1.0-1.3 s per call and one worker, a 1.5 s budget admits one running and one
-    waiting (expected wait 1x the service time) and refuses the rest (2x and more)."""
+    """With 0.3 s or more per call and one worker, a 0.5 s queue bound admits the four calls
+    a worker is guaranteed (one running, three waiting) and refuses the rest (expected wait
+    1.2 s and more), though their deadlines are far."""
     server, slow = slow_server
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = verification_pb2_grpc.FaceVerificationStub(channel)
@@ -135,7 +139,70 @@ async def test_admission_bounds_the_expected_wait(
         )
     ok = [o for o in outcomes if isinstance(o, verification_pb2.VerifyResponse)]
     refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
-    assert (len(ok), len(refused)) == (2, 4)
+    assert (len(ok), len(refused)) == (4, 2)
     assert all(f.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for f in refused)
-    assert "expected wait" in refused[0].details()
-    assert slow.calls == 3  # the refused calls never reached the model
+    assert "queue bound" in refused[0].details()
+    assert slow.calls == 5  # the refused calls never reached the model
+
+
+@pytest.mark.parametrize("slow_server", [(60_000, 0.5, 2)], indirect=True)
+async def test_a_call_that_cannot_meet_its_deadline_is_refused_with_retry_info(
+    slow_server: tuple[ServerThread, SlowPipeline],
+) -> None:
+    """One worker at 0.5-0.8 s a call: behind one running call, a caller with a 0.6 s deadline
+    cannot be answered in time and is refused at once with a RetryInfo delay; a caller with a
+    30 s deadline waits and is served."""
+    server, slow = slow_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        await stub.Verify(request(), timeout=30)  # teaches the server its service time
+        running = stub.Verify(request(), timeout=30)
+        await asyncio.sleep(0.05)
+        began = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Verify(request(), timeout=0.6)
+        assert time.monotonic() - began < 0.5  # at once, not after waiting
+        patient = stub.Verify(request(), timeout=30)
+        assert (await running).similarity > 0.5
+        assert (await patient).similarity > 0.5
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(refused.value)
+    info = error_info(status)
+    assert info is not None and info.reason == "OVERLOADED"
+    assert "deadline" in refused.value.details()
+    retry = retry_info(status)
+    assert retry is not None
+    assert retry.retry_delay.ToMilliseconds() >= 400  # at least one service time
+    assert int(info.metadata["retry_after_ms"]) == retry.retry_delay.ToMilliseconds()
+    assert slow.calls == 3  # the refused call never reached the model
+
+
+async def test_closed_loop_callers_are_never_refused_with_the_default_bound(
+    settings_factory: Callable[..., Settings], pipeline: FacePipeline
+) -> None:
+    """Eight callers (4 per worker), each keeping one call in flight, on the default
+    admission settings with two workers: nothing is refused, whatever the machine's speed."""
+    settings = settings_factory()
+    defaults = Settings().server
+    settings.server.workers = 2
+    settings.server.max_queue = defaults.max_queue
+    settings.server.max_queue_wait_ms = defaults.max_queue_wait_ms
+    running = ServerThread(settings, lambda: pipeline)
+    running.loaded.result(timeout=60)
+    try:
+        with DevClient(running.address) as c:
+            c.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = verification_pb2_grpc.FaceVerificationStub(channel)
+
+            async def caller() -> int:
+                for _ in range(3):
+                    reply = await stub.Verify(request(), timeout=60)
+                    assert reply.similarity > 0.5
+                return 3
+
+            served = await asyncio.gather(*[caller() for _ in range(8)])
+        assert sum(served) == 24
+        assert running.server.runner.admission.refused == 0
+    finally:
+        running.stop()

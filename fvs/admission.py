@@ -1,0 +1,94 @@
+"""Admission: which calls wait for a worker and which are refused at once.
+
+Transport-neutral arithmetic, used by the gRPC layer on its event loop (one thread), so plain
+fields suffice. The rule a gateway engineer can act on:
+
+* A call that finds a worker free is always admitted.
+* Otherwise it is admitted when it can still be answered in time: the expected wait for a
+  worker (the calls admitted ahead of it beyond the workers, times the measured service time
+  per worker) plus its own service time fits its deadline (the caller's gRPC deadline), and
+  the expected wait fits the server's queue bound (``max_wait_s``, for callers without a
+  deadline and as a cap for all); and never beyond ``capacity`` admitted calls.
+* The queue bound is not applied while fewer than ``GUARANTEED_PER_WORKER`` calls per worker
+  are admitted: a gateway keeping up to that many calls in flight per server worker is never
+  refused however slow the machine is that day (only a deadline it cannot meet refuses it).
+* A refused call gets ``OVERLOADED`` (RESOURCE_EXHAUSTED) at once, with a retry delay: the
+  time the queue needs to drain back within the bound, at least one service time.
+
+So closed-loop callers (each waiting for its answer before sending the next call) are never
+refused while their number times the service time per worker fits the bound, and under
+open-loop overload accepted calls wait at most about ``max_wait_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Weight of the newest service time in the moving average.
+_EWMA = 0.1
+# Admitted calls per worker below which the queue bound is not applied.
+GUARANTEED_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    expected_wait_s: float
+    retry_after_s: float = 0.0
+    why: str = ""
+
+
+class Admission:
+    def __init__(self, capacity: int, workers: int = 1, max_wait_s: float = math.inf) -> None:
+        self.capacity = max(1, capacity)
+        self.workers = max(1, workers)
+        self.max_wait_s = max_wait_s
+        self.pending = 0  # admitted and not yet finished (running or waiting)
+        self.refused = 0
+        self.service_s = 0.0  # moving average of a call's time in a worker
+
+    def expected_wait_s(self) -> float:
+        """Expected wait for a worker of a call arriving now."""
+        waiting = self.pending - self.workers + 1
+        return max(0, waiting) * self.service_s / self.workers
+
+    def decide(self, time_remaining_s: float | None = None) -> Decision:
+        """Admit (and count) the call, or say why not. ``time_remaining_s``: the caller's
+        deadline, None when it set none."""
+        wait = self.expected_wait_s()
+        if self.pending >= self.capacity:
+            return self._refuse(wait, f"{self.pending} calls admitted (the limit)")
+        if self.pending >= self.workers:  # no worker free: must it wait too long?
+            guaranteed = self.pending < GUARANTEED_PER_WORKER * self.workers
+            if wait > self.max_wait_s and not guaranteed:
+                return self._refuse(
+                    wait,
+                    f"expected wait {1000 * wait:.0f} ms over the queue bound"
+                    f" of {1000 * self.max_wait_s:.0f} ms",
+                )
+            if time_remaining_s is not None and wait + self.service_s > time_remaining_s:
+                return self._refuse(
+                    wait,
+                    f"expected wait {1000 * wait:.0f} ms + service {1000 * self.service_s:.0f}"
+                    f" ms exceeds the call's deadline ({1000 * time_remaining_s:.0f} ms left)",
+                )
+        self.pending += 1
+        return Decision(True, wait)
+
+    def _refuse(self, wait: float, why: str) -> Decision:
+        self.refused += 1
+        bound = self.max_wait_s if math.isfinite(self.max_wait_s) else 0.0
+        retry = max(self.service_s, wait - bound, 0.01)
+        return Decision(False, wait, retry_after_s=retry, why=why)
+
+    def leave(self, service_s: float | None = None) -> None:
+        """A call admitted by ``decide`` finished; ``service_s`` is its time in a worker
+        (None when it never ran)."""
+        self.pending -= 1
+        if service_s is not None:
+            self.service_s = (
+                service_s
+                if self.service_s == 0
+                else (1 - _EWMA) * self.service_s + _EWMA * service_s
+            )
