@@ -120,8 +120,10 @@ def verify_page(config: ConsoleConfig) -> str:
 </form>
 <section id="result" class="panel result" aria-live="polite" aria-busy="false" hidden>
   <h2>Result</h2>
+  <div class="result-grid">
   {_figure("probe", "The photo sent")}
   <div id="outcome"></div>
+  </div>
   {_minimums_note(config, "verify")}
 </section>"""
     return _layout(config, "verify", "Verify a photo", main)
@@ -152,8 +154,10 @@ certificate with Registry rights). A new version replaces the active template.</
 </form>
 <section id="result" class="panel result" aria-live="polite" aria-busy="false" hidden>
   <h2>Result</h2>
+  <div class="result-grid">
   {_figure("photo", "The photo enrolled")}
   <div id="outcome"></div>
+  </div>
   {_minimums_note(config, "enrolment")}
 </section>"""
     return _layout(config, "enrol", "Enrol a synthetic citizen", main)

@@ -6,7 +6,6 @@ Screenshots of each page go to $FVS_ARTIFACTS/console (or the pytest tmp dir).""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import http.client
 import json
 import os
@@ -23,16 +22,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fvs.access.admin import AdminService
-from fvs.access.gate import Gate, audit_path
-from fvs.access.model import Caller, Role
-from fvs.access.policy import ConsentRules
+from fvs.access.gate import audit_path
 from fvs.api.client import FvsClient
 from fvs.audit.log import read_records
 from fvs.citizen_id import complete, is_valid
 from fvs.config import Settings
 from fvs.pipeline.pipeline import FacePipeline
-from fvs.pki import init_pki, save_issued
 from tests.conftest import DATA, encode, photo
 from tests.e2e.conftest import ServerThread
 
@@ -383,36 +378,36 @@ def test_console_with_the_testers_own_certificate(
     pipeline: FacePipeline,
     page: Any,
 ) -> None:
-    """mTLS: the console calls with the tester's certificate, and the audit trail names the
-    tester's system (an agency system with Registry rights as well)."""
-    pki = tmp_path / "pki"
+    """mTLS, set up as the README says: the tester's lab system is registered with Registry
+    rights, the console calls with its certificate, and the audit trail names that system."""
+    from tests.e2e.test_admin_cli import ok
+    from tests.e2e.test_cli import fvs
+
+    pki, tester = tmp_path / "pki", tmp_path / "tester"
     settings = settings_factory()
     settings.access.tls_dir = pki
-    ca, _ = init_pki(pki, "Test Authority", [])
-    operator = Caller(local_operator="test-operator")
-    admin = AdminService(Gate.open(settings.store.data_dir, ConsentRules()), ca.pem)
-    admin.add_agency(operator, "TESTLAB", "STATE", "Test Lab", "T-0001", "testing", [])
-    admin.grant_permit(
-        operator, "TESTLAB", ["KYC"], None, dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    d = ("--data-dir", str(settings.store.data_dir))
+    ok(fvs("pki", "init", "--dir", str(pki), *d))
+    agency = ("--code", "TESTLAB", "--kind", "STATE", "--name", "Test Lab")
+    ok(fvs("admin", "agency", "add", *d, *agency, "--registration", "T-1", "--mission", "tests"))
+    ok(
+        fvs(
+            "admin", "permit", "grant", *d, "--agency", "TESTLAB", "--purpose", "KYC", "--days", "1"
+        )
     )
-    issued = ca.issue("tester", "TESTLAB")
-    admin.register_system(
-        operator,
-        "TESTLAB",
-        "tester",
-        cert_pem=issued.cert_pem,
-        roles=frozenset({Role.AGENCY, Role.REGISTRY}),
+    system = ("--agency", "TESTLAB", "--name", "tester", "--registry")
+    added = ok(
+        fvs("admin", "system", "add", *d, *system, "--pki-dir", str(pki), "--out", str(tester))
     )
-    admin.gate.close()
-    tester = tmp_path / "tester"
-    save_issued(issued, tester, "tester")
-    (tester / "ca.pem").write_bytes(ca.pem)
-    fvs = ServerThread(settings, lambda: pipeline)
+    assert "with Registry rights" in added
+    (tester / "ca.pem").write_bytes((pki / "ca.pem").read_bytes())
+    server = ServerThread(settings, lambda: pipeline)
     try:
-        fvs.loaded.result(timeout=60)
-        running = start_console(fvs.address, "--tls-dir", str(tester))
+        server.loaded.result(timeout=60)
+        running = start_console(server.address, "--tls-dir", str(tester))
         try:
-            assert "mutual TLS as" in page.goto(f"{running.url}/enrol").text()
+            page.goto(f"{running.url}/enrol")
+            assert "mutual TLS as" in page.inner_text("header")
             page.fill("#citizen-id", "1234545678781")
             page.set_input_files("#photo", str(DATA / "obama.jpg"))
             submit(page)
@@ -425,7 +420,7 @@ def test_console_with_the_testers_own_certificate(
         finally:
             stop_console(running)
     finally:
-        fvs.stop()
+        server.stop()
     records = list(read_records(audit_path(settings.store.data_dir)))
     calls = {(r["operation"], r["outcome"]): r["system"] for r in records}
     assert calls[("Enroll", "OK")] == "TESTLAB/tester"

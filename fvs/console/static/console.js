@@ -146,9 +146,15 @@
   async function overlay(name, face) {
     const figure = document.getElementById(`${name}-figure`);
     const img = document.getElementById(`${name}-img`);
+    const caption = figure.querySelector("figcaption");
+    caption.dataset.drawn = caption.dataset.drawn || caption.textContent;
     figure.hidden = false;
     figure.querySelectorAll("svg").forEach((svg) => svg.remove());
-    if (!face) return;
+    if (!face) {
+      caption.textContent = "The photo sent: no face is drawn, FVS did not use this photo.";
+      return;
+    }
+    caption.textContent = caption.dataset.drawn;
     try {
       await img.decode();
     } catch (e) {
@@ -175,7 +181,7 @@
     box.setAttribute("height", y1 - y0);
     box.setAttribute("vector-effect", "non-scaling-stroke");
     svg.append(box);
-    const r = Math.max(2, (x1 - x0) / 40);
+    const r = Math.max(2, (x1 - x0) / 28);
     face.landmarks.forEach(([x, y], i) => {
       const dot = document.createElementNS(SVG, "circle");
       dot.setAttribute("class", `landmark landmark-${i}`);
