@@ -283,6 +283,41 @@ def test_text_from_the_server_is_never_markup(console: Console, page: Any) -> No
     assert page.locator("#outcome img").count() == 0
 
 
+def test_labels_keyboard_and_drop(console: Console, page: Any) -> None:
+    for path in ("/verify", "/enrol", "/compare"):
+        page.goto(f"{console.url}{path}")
+        unlabelled = page.evaluate(
+            """[...document.querySelectorAll('main input, main select')]
+                .filter((e) => e.type !== 'radio' && e.labels.length === 0).map((e) => e.id)"""
+        )
+        assert unlabelled == []
+    page.goto(f"{console.url}/verify")
+    # a photo dropped on the box lands in the file input and is shown at once
+    page.evaluate(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], 'dropped.jpg', {type: 'image/jpeg'}));
+            document.querySelector('.drop').dispatchEvent(
+                new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""",
+        base64.b64encode(photo("obama2.jpg")).decode(),
+    )
+    assert page.evaluate("document.getElementById('probe').files[0].name") == "dropped.jpg"
+    page.wait_for_selector("#probe-img", state="visible")
+    # the keyboard alone reaches the fields in order and submits with Enter
+    order = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert order.index("probe") < order.index("citizen-id") < order.index("purpose")
+    page.focus("#citizen-id")
+    page.keyboard.type("3100600445636")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result[data-state=done]")
+    assert page.inner_text("#refusal-reason") == "INVALID_CITIZEN_ID"
+
+
 def test_compare_erases_the_temporary_citizen(
     console: Console, page: Any, artefacts: Path, server: ServerThread
 ) -> None:

@@ -141,6 +141,9 @@
     previews[name] = URL.createObjectURL(file);
     img.src = previews[name];
     figure.hidden = false;
+    // a new photo: show it, and drop the result that belonged to the previous one
+    document.getElementById("result").hidden = false;
+    document.getElementById("outcome").replaceChildren();
   }
 
   async function overlay(name, face) {
