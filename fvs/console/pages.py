@@ -36,6 +36,7 @@ def _layout(config: ConsoleConfig, page: str, title: str, main: str) -> str:
 <meta name="fvs-csrf" content="{escape(config.csrf_token)}">
 <meta name="fvs-max-image-bytes" content="{config.max_image_bytes}">
 <title>{escape(title)} · FVS tester console</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/console.css">
 <script src="/static/console.js" defer></script>
 </head>

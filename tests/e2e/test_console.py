@@ -116,9 +116,11 @@ def page(browser: Any) -> Iterator[Any]:
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    # CSP violations (an inline style or script the policy blocks) are reported here
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     yield tab
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"errors on the page: {errors}"
 
 
 @pytest.fixture(scope="module")
