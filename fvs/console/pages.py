@@ -135,7 +135,7 @@ def enrol_page(config: ConsoleConfig) -> str:
 certificate with Registry rights). A new version replaces the active template.</p>
 <form id="enrol-form" class="panel" novalidate>
 {_photo_field("photo", _bi("Photo", "รูปถ่าย"))}
-<div class="field">
+<div class="field wide">
   <label for="citizen-id">{_bi("Citizen ID", "เลขประจำตัวประชาชน")}</label>
   <div class="row">
     <input id="citizen-id" name="citizen_id" inputmode="numeric" maxlength="13" required

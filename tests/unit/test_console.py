@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -64,3 +65,38 @@ def test_quality_rows_compare_with_the_minimums() -> None:
 def test_body_limit_fits_two_photos_at_the_image_limit() -> None:
     config = ConsoleConfig("x:1", "", frozenset(), max_image_bytes=3 * 1000)
     assert config.max_body_bytes >= 2 * 4000
+
+
+def test_the_console_accepts_only_its_own_host_names() -> None:
+    from fvs.cli.console import _allowed_hosts
+
+    hosts = _allowed_hosts("127.0.0.1", 8080, ["console.lab"])
+    assert {"127.0.0.1:8080", "localhost:8080", "[::1]:8080", "console.lab:8080"} <= hosts
+    assert "evil.example:8080" not in hosts and "127.0.0.1:9999" not in hosts
+
+
+def test_tls_dir_needs_the_ca_and_exactly_one_certificate(tmp_path: Path) -> None:
+    from fvs.cli import parser
+    from fvs.cli.console import _tls_files
+
+    for name in ("ca.pem", "tester.pem", "tester.key"):
+        (tmp_path / name).write_text("x")
+    args = parser().parse_args(["console", "--tls-dir", str(tmp_path)])
+    assert _tls_files(args) == (
+        tmp_path / "ca.pem",
+        tmp_path / "tester.pem",
+        tmp_path / "tester.key",
+    )
+    (tmp_path / "other.pem").write_text("x")
+    (tmp_path / "other.key").write_text("x")
+    with pytest.raises(SystemExit, match=r"exactly one NAME\.pem"):
+        _tls_files(args)
+    with pytest.raises(SystemExit, match="exactly one of"):
+        _tls_files(parser().parse_args(["console", "--insecure", "--tls-dir", str(tmp_path)]))
+
+
+def test_the_console_refuses_a_public_address_unless_told() -> None:
+    from fvs.cli import main
+
+    with pytest.raises(SystemExit, match="not a loopback address"):
+        main(["console", "--insecure", "--listen", "0.0.0.0:0"])

@@ -399,7 +399,7 @@
     if (r.ok) {
       rememberEnrolled(r.citizen_id);
       const created = r.citizen_created ? " (citizen record created)" : "";
-      run.out.append(el("p", { class: "big", id: "enrolled", text: `Enrolled, template version ${r.template_version}${created}` }));
+      run.out.append(el("p", { class: "headline", id: "enrolled", text: `Enrolled, template version ${r.template_version}${created}` }));
       run.out.append(
         dl([
           ["Stored template version", r.template_version, "template-version"],
