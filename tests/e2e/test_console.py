@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fvs.access.gate import audit_path
 from fvs.api.client import FvsClient
@@ -190,7 +191,7 @@ def two_faces(pipeline: FacePipeline, tmp_path: Path) -> Path:
 
 
 def test_enrol_then_verify_genuine_and_impostor(
-    console: Console, page: Any, artefacts: Path
+    console: Console, page: Any, artefacts: Path, tmp_path: Path
 ) -> None:
     page.goto(f"{console.url}/enrol")
     page.click("#generate")
@@ -228,6 +229,21 @@ def test_enrol_then_verify_genuine_and_impostor(
     assert_face_drawn(page, "probe")
     history = page.inner_text("#history")
     assert history.count(citizen_id) == 3 and "enrolled v1" in history
+
+    # a photo stored sideways with an EXIF orientation: FVS and the browser both turn it
+    # upright, so the overlay still falls on the face (eyes level, either side of the nose)
+    with Image.open(DATA / "obama2.jpg") as upright:
+        size = list(upright.size)
+        sideways = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rotated = tmp_path / "obama2-exif6.jpg"
+    sideways.save(rotated, "JPEG", exif=exif, quality=90)
+    page.set_input_files("#probe", str(rotated))
+    submit(page)
+    assert number(page.inner_text("#score")) >= 80
+    assert_face_drawn(page, "probe")
+    assert overlay(page, "probe")["image"] == size
 
     page.set_viewport_size(PHONE)  # the same result at phone width, without sideways scroll
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
