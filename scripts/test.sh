@@ -16,6 +16,8 @@ fi
 echo "== postgresql"
 FVS_TEST_PG_URL="$(scripts/ensure_postgres.sh)"; export FVS_TEST_PG_URL
 echo "tests use $FVS_TEST_PG_URL"
+echo "== chromium (browser tests of the console)"
+scripts/ensure_chromium.sh
 echo "== pytest"
 set +e
 python -m pytest "$@"

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fvs.cli import admin, client, common, evaluate, local
+from fvs.cli import admin, client, common, console, evaluate, local
 
 EXIT_OK = 0
 
@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     local.register(sub)
     admin.register(sub)
     evaluate.register(sub)
+    console.register(sub)
     return p
 
 

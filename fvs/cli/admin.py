@@ -92,6 +92,12 @@ def register(sub: Any) -> None:
     how.add_argument("--fingerprint", help="register by sha256 fingerprint of the certificate")
     sadd.add_argument("--out", type=Path, help="where to write the issued certificate (and key)")
     sadd.add_argument("--pki-dir", type=Path, help="the CA folder (to sign or check)")
+    sadd.add_argument(
+        "--registry",
+        action="store_true",
+        help="also grant Registry rights (Enroll, GetCitizen, DeleteEnrollment): for a test "
+        "lab's system whose testers enrol synthetic citizens (`fvs console`)",
+    )
 
     for verb in ("disable", "enable"):
         toggle = _cmd(
@@ -246,6 +252,8 @@ def _issue(pki_dir: Path | None, out: Path | None, name: str, org: str, csr: Pat
 
 
 def _system_add(args: argparse.Namespace) -> int:
+    from fvs.access.model import Role
+
     with _admin(args, args.pki_dir) as svc:
         cert_pem = args.cert.read_bytes() if args.cert else None
         fingerprint = args.fingerprint or ""
@@ -253,10 +261,17 @@ def _system_add(args: argparse.Namespace) -> int:
             svc.store.agency(args.agency)  # fail before issuing for an unknown agency
             issued = _issue(args.pki_dir, args.out, args.name, args.agency, args.csr)
             cert_pem = issued.cert_pem
+        roles = {Role.AGENCY, Role.REGISTRY} if args.registry else {Role.AGENCY}
         system = svc.register_system(
-            local_operator(), args.agency, args.name, cert_pem=cert_pem, fingerprint_hex=fingerprint
+            local_operator(),
+            args.agency,
+            args.name,
+            cert_pem=cert_pem,
+            fingerprint_hex=fingerprint,
+            roles=frozenset(roles),
         )
-    print(f"system {system.label} registered (fingerprint {system.fingerprint})")
+    rights = " with Registry rights" if args.registry else ""
+    print(f"system {system.label} registered{rights} (fingerprint {system.fingerprint})")
     return 0
 
 
