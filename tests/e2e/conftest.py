@@ -167,7 +167,8 @@ class ServerProcess:
         return self.proc.wait(timeout=timeout_s)
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:
