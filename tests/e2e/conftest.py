@@ -10,14 +10,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from fvs.api.client import CallFailedError, FvsClient
 from fvs.api.server import FvsServer, PipelineLoader, build_parts
+from fvs.citizen_id import complete
 from fvs.config import Settings
 from fvs.pipeline.pipeline import FacePipeline
+from fvs.store.sqlite import SqliteStore
+from tests.conftest import photo
 
 
 class DevClient(FvsClient):
@@ -176,3 +180,54 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(timeout=30)
         self._log.close()
+
+
+@dataclass
+class Burst:
+    """Client threads enrolling distinct citizens until told to stop."""
+
+    address: str
+    prefix: str
+    acknowledged: dict[str, float] = field(default_factory=dict)  # citizen -> answer time
+    refused: dict[str, str] = field(default_factory=dict)  # citizen -> "CODE/REASON"
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, n: int) -> None:
+        for k in range(n):
+            thread = threading.Thread(target=self._loop, args=(k,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _loop(self, k: int) -> None:
+        image = photo("obama.jpg" if k % 2 else "biden.jpg")
+        with FvsClient(self.address, timeout_s=60) as client:
+            i = 0
+            while not self.stop.is_set():
+                citizen = complete(f"{self.prefix}{k:02d}{i:05d}")
+                i += 1
+                try:
+                    client.enroll(citizen, image, create_if_missing=True)
+                except CallFailedError as exc:
+                    with self.lock:
+                        self.refused[citizen] = f"{exc.code}/{exc.reason}"
+                    time.sleep(0.05)
+                else:
+                    with self.lock:
+                        self.acknowledged[citizen] = time.monotonic()
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+def enrolled_citizens(data: Path) -> set[str]:
+    """Citizens with an active template in the SQLite registry of ``data``."""
+    store = SqliteStore(data)
+    try:
+        rows = store.db.read("SELECT citizen_id FROM face_templates WHERE active = 1")
+        return {str(r[0]) for r in rows}
+    finally:
+        store.close()

@@ -6,69 +6,14 @@ audit record are on disk; a second SIGTERM stops at once."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fvs.access.gate import audit_key, audit_path
 from fvs.api.client import CallFailedError, FvsClient
 from fvs.audit.keys import citizen_hash, load_or_create_key
 from fvs.audit.log import read_records, verify_chain
-from fvs.citizen_id import complete
-from fvs.store.sqlite import SqliteStore
-from tests.conftest import photo
-from tests.e2e.conftest import ServerProcess
-
-
-@dataclass
-class Burst:
-    """Client threads enrolling distinct citizens until told to stop."""
-
-    address: str
-    prefix: str
-    acknowledged: dict[str, float] = field(default_factory=dict)  # citizen -> answer time
-    refused: dict[str, str] = field(default_factory=dict)  # citizen -> "CODE/REASON"
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self, n: int) -> None:
-        for k in range(n):
-            thread = threading.Thread(target=self._loop, args=(k,), daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def _loop(self, k: int) -> None:
-        image = photo("obama.jpg" if k % 2 else "biden.jpg")
-        with FvsClient(self.address, timeout_s=60) as client:
-            i = 0
-            while not self.stop.is_set():
-                citizen = complete(f"{self.prefix}{k:02d}{i:05d}")
-                i += 1
-                try:
-                    client.enroll(citizen, image, create_if_missing=True)
-                except CallFailedError as exc:
-                    with self.lock:
-                        self.refused[citizen] = f"{exc.code}/{exc.reason}"
-                    time.sleep(0.05)
-                else:
-                    with self.lock:
-                        self.acknowledged[citizen] = time.monotonic()
-
-    def join(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=60)
-
-
-def _enrolled(data: Path) -> set[str]:
-    store = SqliteStore(data)
-    try:
-        rows = store.db.read("SELECT citizen_id FROM face_templates WHERE active = 1")
-        return {str(r[0]) for r in rows}
-    finally:
-        store.close()
+from tests.e2e.conftest import Burst, ServerProcess, enrolled_citizens
 
 
 def _audited_ok_enrolments(data: Path) -> list[str]:
@@ -119,7 +64,7 @@ def test_sigterm_drains_in_flight_calls_and_loses_no_acknowledged_one(tmp_path: 
     }
     assert not set(burst.refused) & set(burst.acknowledged)
     # every acknowledged enrolment is stored, with its audit record, in an intact chain
-    enrolled = _enrolled(data)
+    enrolled = enrolled_citizens(data)
     assert set(burst.acknowledged) <= enrolled
     key = load_or_create_key(data / "keys", "citizen-hmac")
     audited = set(_audited_ok_enrolments(data))
@@ -153,5 +98,5 @@ def test_second_sigterm_stops_at_once(tmp_path: Path) -> None:
     assert "second stop signal" in server.logs()
     assert stopped_in < 20, stopped_in  # far less than the 120 s grace
     assert burst.refused, "every queued call drained: the second signal changed nothing"
-    assert set(burst.acknowledged) <= _enrolled(data)
+    assert set(burst.acknowledged) <= enrolled_citizens(data)
     assert verify_chain(audit_path(data), audit_key(data)).ok
