@@ -112,6 +112,7 @@ class ServerProcess:
         log_format: str = "json",
         grace_s: float = 5.0,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -137,6 +138,7 @@ class ServerProcess:
         ]
         if metrics:
             command += ["--metrics-address", f"127.0.0.1:{self.metrics_port}"]
+        command += args
         environment = {**os.environ, "FVS_MODEL__WARMUP_RUNS": "1", **(env or {})}
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -8,7 +8,8 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from fvs.access.gate import audit_path
 from fvs.api.client import CallFailedError, FvsClient
 from fvs.audit.log import read_records
+from fvs.config import Settings
 from fvs.observability.hooks import STAGES
+from fvs.pipeline.pipeline import FacePipeline
 from tests.conftest import CITIZEN_A, CITIZEN_B, UNKNOWN_CITIZEN, WRONG_CHECK_DIGIT, encode, photo
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSENT_REFERENCE = "CONSENT-REF-OPS-7f3a9c"
@@ -93,7 +96,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 _refused(lambda: c.get_citizen(UNKNOWN_CITIZEN)),
             ):
                 refusals[reason] = refusals.get(reason, 0) + 1
-        metrics = server.scrape()
+        metrics = _scrape_until(
+            f"http://127.0.0.1:{server.metrics_port}/metrics",
+            "fvs_calls_total",
+            method="GetCitizen",
+            code="NOT_FOUND",
+        )
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
         raw = server.logs()
@@ -213,3 +221,48 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_failing_audit_trail_shows_as_unhealthy(
+    settings_factory: Callable[..., Settings], pipeline: FacePipeline
+) -> None:
+    settings = settings_factory()
+    settings.observability.metrics_address = "127.0.0.1:0"
+    running = ServerThread(settings, lambda: pipeline)
+    try:
+        running.loaded.result(timeout=60)
+        assert running.server is not None
+        url = f"http://127.0.0.1:{running.server.metrics_port}/metrics"
+        with FvsClient(running.address) as c:
+            c.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+            before = _scrape(url)
+            running.parts.gate.audit.close()  # every append now fails: AUDIT_UNAVAILABLE
+            reason = _refused(
+                lambda: c.verify(CITIZEN_A, photo("obama2.jpg"), "KYC", CONSENT_REFERENCE)
+            )
+        after = _scrape_until(url, "fvs_refusals_total", reason="AUDIT_UNAVAILABLE")
+    finally:
+        running.stop()
+    assert reason == "AUDIT_UNAVAILABLE"
+    assert value(before, "fvs_component_healthy", component="audit") == 1
+    assert value(after, "fvs_component_healthy", component="audit") == 0
+    assert value(after, "fvs_refusals_total", reason="AUDIT_UNAVAILABLE") == 1
+    assert value(after, "fvs_calls_total", code="UNAVAILABLE", reason="AUDIT_UNAVAILABLE") == 1
+
+
+def _scrape(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _scrape_until(url: str, name: str, **labels: str) -> str:
+    """The metrics once ``name`` counts something: a call is counted just after its answer
+    leaves, so the scrape that follows the last answer may be a moment early."""
+    deadline = time.monotonic() + 5
+    text = _scrape(url)
+    while value(text, name, **labels) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = _scrape(url)
+    return text
