@@ -165,6 +165,18 @@ class StoreSettings(BaseModel):
         return parse_store_url(self.url, self.data_dir)
 
 
+class ObservabilitySettings(BaseModel):
+    """Metrics, logs and traces (README "Operations")."""
+
+    # HOST:PORT of the Prometheus listener (GET /metrics); off when unset.
+    metrics_address: str | None = None
+    # Distinct agency codes that get their own metric label; later ones share "other".
+    max_agency_labels: int = Field(default=100, ge=1, le=10_000)
+    # OTLP/gRPC endpoint (e.g. http://127.0.0.1:4317) for OpenTelemetry spans; off when unset.
+    otlp_endpoint: str | None = None
+    service_name: str = "fvs"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FVS_", env_nested_delimiter="__", extra="ignore")
 
@@ -175,3 +187,4 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)

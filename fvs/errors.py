@@ -43,6 +43,7 @@ class ErrorCode(enum.Enum):
     NOT_ENROLLED = "NOT_ENROLLED"
     TEMPLATE_MODEL_MISMATCH = "TEMPLATE_MODEL_MISMATCH"
     MODEL_NOT_READY = "MODEL_NOT_READY"
+    SHUTTING_DOWN = "SHUTTING_DOWN"  # operations (issue 12): draining before exit
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
     # access rules (issue 3)
@@ -89,6 +90,7 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.NOT_ENROLLED: Kind.NOT_FOUND,
     ErrorCode.TEMPLATE_MODEL_MISMATCH: Kind.PRECONDITION,
     ErrorCode.MODEL_NOT_READY: Kind.UNAVAILABLE,
+    ErrorCode.SHUTTING_DOWN: Kind.UNAVAILABLE,
     ErrorCode.STORE_UNAVAILABLE: Kind.UNAVAILABLE,
     ErrorCode.INTERNAL: Kind.INTERNAL,
     ErrorCode.UNAUTHENTICATED: Kind.UNAUTHENTICATED,

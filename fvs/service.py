@@ -18,6 +18,7 @@ from fvs.domain import (
     VerifyResult,
 )
 from fvs.errors import ErrorCode, FvsError
+from fvs.observability import hooks
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import ScoreMapping, cosine
 from fvs.store.base import CitizenStore
@@ -108,7 +109,8 @@ class FaceService:
         if indexed is not None:
             vector, version = indexed
         else:  # not in the index: the store says why (or has it, without an index)
-            template = self._enrolled_template(request.citizen_id, pipeline.info.model_id)
+            with hooks.timed("store"):
+                template = self._enrolled_template(request.citizen_id, pipeline.info.model_id)
             vector, version = template.vector, template.version
         probe: Probe = pipeline.extract(request.image, "verify")
         t = time.perf_counter()
@@ -116,6 +118,7 @@ class FaceService:
         mapping = pipeline.mapping or self.fallback
         score = mapping.percent(similarity)
         probe.timings.match_ms = (time.perf_counter() - t) * 1000.0
+        hooks.stage("match", probe.timings.match_ms / 1000.0)
         probe.timings.total_ms = (time.perf_counter() - start) * 1000.0
         return VerifyResult(
             match_score=score,
@@ -150,19 +153,21 @@ class FaceService:
         cid.validate(request.citizen_id)
         _require_image(request.image)
         pipeline = self.pipeline
-        exists = self.store.get_citizen(request.citizen_id) is not None
+        with hooks.timed("store"):
+            exists = self.store.get_citizen(request.citizen_id) is not None
         if not exists and not request.create_if_missing:
             raise FvsError(
                 ErrorCode.CITIZEN_NOT_FOUND,
                 "no citizen with this ID (set create_if_missing to create one)",
             )
         probe = pipeline.extract(request.image, "enroll")
-        template, created = self.store.add_template(
-            request.citizen_id,
-            pipeline.info.model_id,
-            probe.embedding,
-            create=None if exists else minimal_citizen(request.citizen_id),
-        )
+        with hooks.timed("store"):
+            template, created = self.store.add_template(
+                request.citizen_id,
+                pipeline.info.model_id,
+                probe.embedding,
+                create=None if exists else minimal_citizen(request.citizen_id),
+            )
         if self.index is not None:
             self.index.put(request.citizen_id, probe.embedding, template.version)
         log.info("enrolled template v%d (citizen created: %s)", template.version, created)
@@ -178,14 +183,16 @@ class FaceService:
 
     def get_citizen(self, citizen_id: str) -> CitizenView:
         cid.validate(citizen_id)
-        view = self.store.get_citizen(citizen_id)
+        with hooks.timed("store"):
+            view = self.store.get_citizen(citizen_id)
         if view is None:
             raise FvsError(ErrorCode.CITIZEN_NOT_FOUND, "no citizen with this ID")
         return view
 
     def delete_enrollment(self, citizen_id: str) -> int:
         cid.validate(citizen_id)
-        deleted = self.store.delete_templates(citizen_id)
+        with hooks.timed("store"):
+            deleted = self.store.delete_templates(citizen_id)
         if self.index is not None:
             self.index.remove(citizen_id)
         return deleted

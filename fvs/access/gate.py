@@ -23,6 +23,8 @@ from fvs.audit.keys import citizen_hash, load_or_create_key
 from fvs.audit.log import LOG_FILE, AuditLog
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
+from fvs.observability import hooks
+from fvs.observability.context import note_agency
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class Gate:
         auth: Authorization | None = None
         try:
             auth = self.policy.authorize(caller, facts.operation, facts.purpose, facts.consent)
+            hooks.stage("gate", time.perf_counter() - start)
             if facts.mutates:
                 self._record(caller, facts, auth, start, "STARTED", "", {})
             result = fn(auth)
@@ -168,4 +171,5 @@ class Gate:
             "details": facts.details,
             **fields,
         }
+        note_agency(record["agency"])  # for the call's log lines and metrics
         self.audit.append(record)  # raises AUDIT_UNAVAILABLE: the caller gets no result

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from fvs.access.admin import AdminService, read_ca_pem
 from fvs.access.gate import Gate
 from fvs.access.policy import ConsentRules
+from fvs.api.observe import CallObserver
 from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryServicer, Runner
 from fvs.api.v1 import (
     admin_pb2,
@@ -31,6 +32,9 @@ from fvs.api.v1 import (
 )
 from fvs.config import AccessSettings, Settings
 from fvs.errors import ConfigError
+from fvs.observability import hooks
+from fvs.observability.metrics import Metrics
+from fvs.observability.tracing import Tracing
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
 from fvs.service import FaceService
@@ -114,11 +118,19 @@ class FvsServer:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.server.workers, thread_name_prefix="fvs-worker"
         )
+        ops = settings.observability
+        self.metrics = Metrics(ops.max_agency_labels) if ops.metrics_address else None
+        self.tracing = (
+            Tracing.otlp(ops.otlp_endpoint, ops.service_name) if ops.otlp_endpoint else None
+        )
+        self.observer = CallObserver(self.metrics, self.tracing)
+        self.metrics_port = 0
         self.server = grpc.aio.server(
+            interceptors=[self.observer],
             options=[
                 ("grpc.max_receive_message_length", settings.server.max_message_bytes),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ]
+            ],
         )
         runner = Runner(
             parts.service,
@@ -157,6 +169,7 @@ class FvsServer:
                 "serving PLAINTEXT on %s: every call acts as the development system", address
             )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._start_observability()
         if credentials is None:
             self.port = self.server.add_insecure_port(address)
         else:
@@ -182,18 +195,71 @@ class FvsServer:
             return pipeline
 
         pipeline = await loop.run_in_executor(self.executor, load_and_index)
+        if self.metrics is not None:
+            info = pipeline.info
+            calibration = pipeline.mapping.id if pipeline.mapping else "provisional"
+            self.metrics.set_model(info.pack, info.model_id, info.providers, calibration)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving with model %s on %s", pipeline.info.model_id, pipeline.info.providers)
 
-    async def stop(self, grace: float | None = None) -> None:
+    def _start_observability(self) -> None:
+        for sink in (self.metrics, self.tracing):
+            if sink is not None:
+                hooks.install(sink)
+        if self.metrics is not None:
+            runner, service = self.runner, self.service
+            self.metrics.watch(
+                lambda: runner.admission.pending,
+                lambda: len(service.index) if service.index is not None else 0,
+            )
+            address = self.settings.observability.metrics_address or ""
+            try:
+                self.metrics_port = self.metrics.serve(address)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot serve metrics on {address}: {exc}") from exc
+
+    async def stop(self, grace: float | None = None, hurry: asyncio.Event | None = None) -> None:
+        """Graceful shutdown: health NOT_SERVING at once; new FVS calls are answered
+        UNAVAILABLE / SHUTTING_DOWN while the calls in flight finish, for at most ``grace``
+        seconds (default settings.server.grace_s); then the server stops, aborting what is
+        still running. ``hurry`` set (a second SIGTERM) stops at once. The workers finish the
+        call they are in, pending audit records are written, and the sinks are removed."""
+        grace = self.settings.server.grace_s if grace is None else grace
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(self.settings.server.grace_s if grace is None else grace)
+        self.observer.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        in_flight = self.observer.in_flight
+        if in_flight:
+            log.info("draining %d call(s) in flight (grace %.1f s)", in_flight, grace)
+        while self.observer.in_flight > 0 and loop.time() < deadline:
+            if hurry is not None and hurry.is_set():
+                break
+            await asyncio.sleep(0.01)
+        if self.observer.in_flight > 0:
+            log.warning("stopping with %d call(s) still in flight", self.observer.in_flight)
+            await self.server.stop(None)
+        else:  # the answers of the last calls may still be on their way out
+            stopping = asyncio.ensure_future(self.server.stop(max(0.0, deadline - loop.time())))
+            if hurry is not None:
+                hurried = asyncio.ensure_future(hurry.wait())
+                await asyncio.wait({stopping, hurried}, return_when=asyncio.FIRST_COMPLETED)
+                hurried.cancel()
+                if not stopping.done():
+                    await self.server.stop(None)
+            await stopping
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.runner.audit_executor.shutdown(wait=True)
+        for sink in (self.metrics, self.tracing):
+            if sink is not None:
+                hooks.uninstall(sink)
+                sink.close()
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         for name in (OVERALL, *SERVICE_NAMES):
             await self.health.set(name, status)
+        if self.metrics is not None:
+            self.metrics.serving.set(1 if status == health_pb2.HealthCheckResponse.SERVING else 0)
 
 
 def default_loader(settings: Settings) -> PipelineLoader:
@@ -214,12 +280,19 @@ async def serve(settings: Settings) -> None:
     server_credentials(settings.access)  # fail before touching any data
     parts = build_parts(settings)
     server = FvsServer(settings, parts)
+    stop, hurry = asyncio.Event(), asyncio.Event()
     try:
         await server.start(settings.server.address)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:  # the first asks for a graceful stop, a second hurries it
+            if stop.is_set():
+                log.warning("second stop signal: stopping at once")
+                hurry.set()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         loader = asyncio.ensure_future(server.load(default_loader(settings)))
         waiter = asyncio.ensure_future(stop.wait())
         await asyncio.wait({loader, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -230,5 +303,6 @@ async def serve(settings: Settings) -> None:
             loader.cancel()
     finally:
         log.info("shutting down")
-        await server.stop()
+        await server.stop(hurry=hurry)
         parts.close()
+        log.info("stopped; audit trail closed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import threading
@@ -20,7 +21,7 @@ from fvs.access.gate import CallFacts, Gate
 from fvs.access.model import Authorization, Caller, Operation
 from fvs.admission import Admission, Decision
 from fvs.api import convert
-from fvs.api.errors import internal_status, to_grpc_status
+from fvs.api.errors import grpc_code, internal_status, to_grpc_status
 from fvs.api.identity import caller_of
 from fvs.api.v1 import (
     admin_pb2,
@@ -32,6 +33,8 @@ from fvs.api.v1 import (
 )
 from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
+from fvs.observability import hooks
+from fvs.observability.context import call_request_id, note_outcome, note_request_id
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_ITEMS = 64
+# Refusals that say a component is down (fvs_component_healthy).
+_FAILED_COMPONENT = {ErrorCode.STORE_UNAVAILABLE: "store", ErrorCode.AUDIT_UNAVAILABLE: "audit"}
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -103,19 +108,45 @@ class Runner:
         self.admission = Admission(capacity, workers, max_queue_wait_s)
         # refusal records must not queue behind model work
         self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
+        self._degraded: set[str] = set()  # components a failure was reported for
+
+    def _in(self, executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` in ``executor``, with this call's context (log fields, metrics)."""
+        context = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(executor, context.run, fn, *args)
+
+    def _report(self, error: FvsError | None) -> None:
+        """Store and audit health for the metrics: a failure marks the component unhealthy,
+        the next call that gets through marks it healthy again."""
+        if error is None:
+            if self._degraded:
+                for component in self._degraded:
+                    hooks.health(component, True)
+                self._degraded.clear()
+            return
+        failed = _FAILED_COMPONENT.get(error.code)
+        if failed is not None:
+            self._degraded.add(failed)
+            hooks.health(failed, False)
 
     async def _answer(self, context: Context, method: str, call: Awaitable[T]) -> T:
         """Await ``call``; a refusal or failure aborts the RPC with its rich status."""
         try:
-            return await call
+            result = await call
         except FvsError as exc:
             log.info("%s refused: %s (%s)", method, exc.code.value, exc.message)
+            note_outcome(grpc_code(exc.code).name, exc.code.value)
+            self._report(exc)
             status = to_grpc_status(exc)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("%s failed unexpectedly", method)
+            note_outcome("INTERNAL", ErrorCode.INTERNAL.value)
             status = internal_status()
+        else:
+            self._report(None)
+            return result
         await context.abort_with_status(status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
@@ -145,6 +176,7 @@ class Runner:
         if not decision.admitted:
             await self._refuse_overloaded(caller, facts, decision)
         job = Job(time_remaining)
+        admitted = time.perf_counter()
 
         def checked(auth: Authorization) -> T:
             job.check_deadline()  # never run the model for a caller out of time
@@ -154,13 +186,14 @@ class Runner:
             if not job.start():
                 raise FvsError(ErrorCode.CANCELLED, "abandoned before it ran")
             began = time.perf_counter()
+            hooks.admission_wait(began - admitted)
             try:
                 return self.gate.run(caller, facts, checked, outcome or (lambda _: {}))
             finally:
                 job.service_s = time.perf_counter() - began
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+            return await self._in(self.executor, work)
         except asyncio.CancelledError:
             if job.abandon():  # the worker will never see it: record why here
                 code = ErrorCode.DEADLINE_EXCEEDED if job.expired() else ErrorCode.CANCELLED
@@ -189,16 +222,13 @@ class Runner:
         )
         error.retry_after_s = retry_ms / 1000
         # an audit failure (AUDIT_UNAVAILABLE) propagates instead of the refusal
-        await asyncio.get_running_loop().run_in_executor(
-            self.audit_executor, self.gate.refuse, caller, facts, error
-        )
+        await self._in(self.audit_executor, self.gate.refuse, caller, facts, error)
         raise error
 
     async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
         """An Admin method: authorization and audit happen inside AdminService."""
         caller = caller_of(context, self.insecure)
-        loop = asyncio.get_running_loop()
-        return await self._answer(context, "Admin", loop.run_in_executor(self.executor, fn, caller))
+        return await self._answer(context, "Admin", self._in(self.executor, fn, caller))
 
 
 def _verify_call(request: verification_pb2.VerifyRequest) -> tuple[VerifyRequest, CallFacts]:
@@ -242,6 +272,7 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
         domain, facts = _verify_call(request)
+        note_request_id(facts.request_id)
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
         )
@@ -285,7 +316,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         self, request: registry_pb2.EnrollRequest, context: Context
     ) -> registry_pb2.EnrollResponse:
         domain = convert.enroll_request(request)
-        facts = CallFacts(Operation.ENROLL, domain.citizen_id, mutates=True)
+        facts = CallFacts(
+            Operation.ENROLL, domain.citizen_id, request_id=call_request_id(), mutates=True
+        )
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.enroll(domain), _enroll_outcome
         )
@@ -294,7 +327,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def GetCitizen(
         self, request: registry_pb2.GetCitizenRequest, context: Context
     ) -> registry_pb2.Citizen:
-        facts = CallFacts(Operation.GET_CITIZEN, request.citizen_id)
+        facts = CallFacts(Operation.GET_CITIZEN, request.citizen_id, request_id=call_request_id())
         view = await self._r.gated(
             context, facts, lambda _auth: self._r.service.get_citizen(request.citizen_id)
         )
@@ -303,7 +336,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def DeleteEnrollment(
         self, request: registry_pb2.DeleteEnrollmentRequest, context: Context
     ) -> registry_pb2.DeleteEnrollmentResponse:
-        facts = CallFacts(Operation.DELETE_ENROLLMENT, request.citizen_id, mutates=True)
+        facts = CallFacts(
+            Operation.DELETE_ENROLLMENT,
+            request.citizen_id,
+            request_id=call_request_id(),
+            mutates=True,
+        )
         deleted = await self._r.gated(
             context,
             facts,

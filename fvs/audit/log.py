@@ -19,6 +19,7 @@ import io
 import json
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fvs.errors import ErrorCode, FvsError
+from fvs.observability import hooks
 
 LOG_FILE = "audit.jsonl"
 GENESIS = "0" * 64
@@ -116,8 +118,12 @@ class AuditLog:
         Group commit: the chain lock covers only the write; the fsync that follows makes
         every record written so far durable, so concurrent appends share one flush.
         """
+        start = time.perf_counter()
         entry, end = self._write(record)
+        written = time.perf_counter()
+        hooks.stage("audit_append", written - start)
         self._sync(end)
+        hooks.stage("audit_flush", time.perf_counter() - written)
         return entry
 
     def _sync(self, end: int) -> None:

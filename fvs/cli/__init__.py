@@ -4,7 +4,7 @@ that `fvs --help` and client commands start fast."""
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +16,13 @@ EXIT_OK = 0
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fvs", description="Face Verification Service")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("FVS_LOG_FORMAT", "text"),
+        help="log lines as text or one JSON object each, with the call's request id and "
+        "agency (default $FVS_LOG_FORMAT or text)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     local.register_serve(sub)
     client.register(sub)
@@ -28,9 +35,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from fvs.observability.logs import configure
+
+    configure(args.log_level, args.log_format)
     from fvs.errors import ConfigError, FvsError
 
     try:

@@ -30,6 +30,20 @@ def register_serve(sub: Any) -> None:
         help="plaintext on loopback only; every call acts as the development "
         "system (all purposes, Registry allowed, consent still required)",
     )
+    serve.add_argument(
+        "--metrics-address",
+        help="HOST:PORT for Prometheus metrics (GET /metrics); off unless set",
+    )
+    serve.add_argument(
+        "--otlp-endpoint",
+        help="OTLP/gRPC endpoint for OpenTelemetry spans, e.g. http://127.0.0.1:4317; off "
+        "unless set",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        help="seconds in-flight calls get to finish after SIGTERM (default 5)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -106,6 +120,9 @@ def _serve(args: argparse.Namespace) -> int:
         model__pack=args.pack,
         access__tls_dir=args.tls_dir,
         access__insecure=args.insecure or None,
+        observability__metrics_address=args.metrics_address,
+        observability__otlp_endpoint=args.otlp_endpoint,
+        server__grace_s=args.grace,
     )
     try:
         asyncio.run(serve(s))

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 import numpy as np
 import numpy.typing as npt
 
+from fvs.observability import hooks
 from fvs.pipeline.decode import BgrImage
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class MicroBatcher:
         with self._lock:
             alone = self._coming <= 1 and self._queue.empty()
         if alone:
+            hooks.batch(1)
             self.batches.append(1)
             del self.batches[:-1000]
             vector: npt.NDArray[np.float32] = self._embed([crop])[0]
@@ -95,6 +97,7 @@ class MicroBatcher:
             self._flush(batch)
 
     def _flush(self, batch: list[tuple[BgrImage, Future[npt.NDArray[np.float32]]]]) -> None:
+        hooks.batch(len(batch))
         self.batches.append(len(batch))
         del self.batches[:-1000]
         try:

@@ -13,6 +13,7 @@ import numpy as np
 from fvs.config import ModelSettings, PipelineSettings, QualitySettings, ScoreSettings
 from fvs.domain import Embedding, Face, Probe, Timings
 from fvs.errors import ConfigError
+from fvs.observability import hooks
 from fvs.pipeline import quality
 from fvs.pipeline.align import align
 from fvs.pipeline.batching import MicroBatcher
@@ -155,6 +156,7 @@ class FacePipeline:
         if self.batcher is not None:
             return self.batcher.embed(crop)
         vector: Embedding = self.embedder.embed([crop])[0]
+        hooks.batch(1)
         return vector
 
     def close(self) -> None:
@@ -166,20 +168,25 @@ class FacePipeline:
         start = t = time.perf_counter()
         image = self.decode(data)
         timings.decode_ms = _ms(t)
+        hooks.stage("decode", timings.decode_ms / 1000.0)
         t = time.perf_counter()
         face = self.find_subject(image)
         timings.detect_ms = _ms(t)
+        hooks.stage("detect", timings.detect_ms / 1000.0)
         t = time.perf_counter()
         crop = align(image, landmarks_array(face), self.manifest.recognizer.input_size)
         timings.align_ms = _ms(t)
+        hooks.stage("align", timings.align_ms / 1000.0)
         t = time.perf_counter()
-        face_quality = quality.measure(face, crop)
-        if purpose != "measure":
-            quality.check(face_quality, self.minimums[purpose])
+        with hooks.timed("quality"):  # reported for refused probes too
+            face_quality = quality.measure(face, crop)
+            if purpose != "measure":
+                quality.check(face_quality, self.minimums[purpose])
         timings.quality_ms = _ms(t)
         t = time.perf_counter()
         embedding = self.embed_one(crop)
         timings.embed_ms = _ms(t)
+        hooks.stage("embed", timings.embed_ms / 1000.0)
         timings.total_ms = _ms(start)
         return Probe(face=face, embedding=embedding, timings=timings, quality=face_quality)
 

@@ -81,3 +81,18 @@ def test_service_benchmark(tmp_path: Path) -> None:
     assert [r["concurrency"] for r in payload["levels"]] == [1, 2]
     assert payload["overload"]["lost"] == 0
     assert Path(payload["plot"]).exists()
+
+
+def test_soak_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    bench("soak.py", "--seconds", "8", "--rate", "4", "--sample-s", "1", "--out", str(out))
+    payload = json.loads(out.read_text())
+    summary = payload["summary"]
+    assert summary["calls"] >= 24 and summary["lost"] == 0 and summary["unexpected"] == 0
+    assert set(summary["by_kind"]) == {"genuine", "impostor", "refused"}
+    assert {"CONSENT_REQUIRED", "CITIZEN_NOT_FOUND", "IMAGE_UNDECODABLE"} <= set(
+        summary["by_kind"]["refused"]
+    )
+    assert len(payload["samples"]) >= 5
+    assert all(s["rss_mb"] > 0 and s["fds"] > 0 and s["threads"] > 0 for s in payload["samples"])
+    assert payload["server_exit_status"] == 0 and Path(payload["plot"]).exists()

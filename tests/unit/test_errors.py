@@ -27,6 +27,7 @@ EXPECTED = {
     ErrorCode.NOT_ENROLLED: grpc.StatusCode.NOT_FOUND,
     ErrorCode.TEMPLATE_MODEL_MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.MODEL_NOT_READY: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.SHUTTING_DOWN: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
     ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
