@@ -127,6 +127,8 @@ class FvsError(Exception):
         self.code = code
         self.message = message
         self.metadata: dict[str, str] = dict(metadata)
+        # When set, the caller may retry after this many seconds (google.rpc.RetryInfo).
+        self.retry_after_s: float | None = None
 
     def __repr__(self) -> str:
         return f"FvsError({self.code.value}, {self.message!r})"

@@ -29,6 +29,7 @@ from fvs.access.model import (
 )
 from fvs.audit import log as audit_log
 from fvs.errors import ErrorCode, FvsError
+from fvs.limits import quoted
 from fvs.pki import fingerprint, load_certificate, verify_issued_by
 
 T = TypeVar("T")
@@ -47,7 +48,9 @@ _ACTIONS = {
 
 def _check(pattern: re.Pattern[str], value: str, field: str) -> str:
     if not pattern.match(value):
-        raise FvsError(ErrorCode.INVALID_REQUEST, f"{field} {value!r} is not valid", field=field)
+        raise FvsError(
+            ErrorCode.INVALID_REQUEST, f"{field} {quoted(value)} is not valid", field=field
+        )
     return value
 
 
@@ -79,8 +82,11 @@ class AdminService:
         details: dict[str, str],
         fn: Callable[[], T],
         mutates: bool = True,
+        problem: FvsError | None = None,
     ) -> T:
-        facts = CallFacts(Operation.ADMIN, action=action, details=details, mutates=mutates)
+        facts = CallFacts(
+            Operation.ADMIN, action=action, details=details, mutates=mutates, problem=problem
+        )
         return self.gate.run(caller, facts, lambda _auth: fn())
 
     def add_agency(
@@ -152,7 +158,10 @@ class AdminService:
         purposes: list[str],
         valid_from: dt.datetime | None,
         valid_until: dt.datetime | None,
+        problem: FvsError | None = None,
     ) -> Permit:
+        """``problem``: a refusal found while reading the request (e.g. a malformed time)."""
+
         def act() -> Permit:
             start = valid_from or _now()
             if valid_until is None:
@@ -185,7 +194,7 @@ class AdminService:
             "purposes": ",".join(purposes),
             "valid_until": valid_until.isoformat() if valid_until else "",
         }
-        result: Permit = self._run(caller, "GrantPermit", details, act)
+        result: Permit = self._run(caller, "GrantPermit", details, act, problem=problem)
         return result
 
     def change_permit(self, caller: Caller, permit_id: int, action: str, reason: str) -> Permit:
@@ -274,12 +283,15 @@ class AdminService:
 
 
 def read_ca_pem(pki_dir: Path | None) -> bytes | None:
+    """The CA certificate in ``pki_dir`` (or ``pki_dir/ca``, the layout of `fvs pki init`)."""
     if pki_dir is None:
         return None
-    try:
-        return (pki_dir / "ca.pem").read_bytes()
-    except OSError:
-        return None
+    for path in (pki_dir / "ca.pem", pki_dir / "ca" / "ca.pem"):
+        try:
+            return path.read_bytes()
+        except OSError:
+            continue
+    return None
 
 
 __all__ = ["AdminService", "Authorization", "read_ca_pem"]

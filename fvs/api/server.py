@@ -31,8 +31,10 @@ from fvs.api.v1 import (
 )
 from fvs.config import AccessSettings, Settings
 from fvs.errors import ConfigError
+from fvs.intake import IntakeLimits
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
+from fvs.pki import ca_keys_in
 from fvs.service import FaceService
 from fvs.store.sqlite import SqliteStore
 
@@ -84,6 +86,14 @@ def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
             "--insecure to serve plaintext on loopback for development"
         )
     folder = Path(access.tls_dir)
+    held = ca_keys_in(folder)
+    if held:
+        raise ConfigError(
+            f"{folder} holds the CA's private key ({', '.join(p.name for p in held)}): a "
+            "serving host must never hold it, since whoever takes the host could then issue "
+            "certificates for any system. Serve from the folder `fvs pki init` made for the "
+            "server (DIR/server) and keep DIR/ca offline"
+        )
     try:
         key, cert, ca = (folder / n for n in ("server.key", "server.pem", "ca.pem"))
         pair = (key.read_bytes(), cert.read_bytes())
@@ -129,6 +139,7 @@ class FvsServer:
             capacity=settings.server.workers + settings.server.max_queue,
             workers=settings.server.workers,
             max_queue_wait_s=settings.server.max_queue_wait_ms / 1000.0,
+            limits=IntakeLimits(max_image_bytes=settings.pipeline.max_image_bytes),
         )
         self.runner = runner
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(

@@ -7,10 +7,8 @@ import logging
 import math
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
@@ -31,13 +29,13 @@ from fvs.api.v1 import (
 )
 from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
+from fvs.intake import IntakeLimits, batch_facts, registry_call, verify_call
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_BATCH_ITEMS = 64
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -128,8 +126,10 @@ class Runner:
         capacity: int = 1_000_000,
         workers: int = 1,
         max_queue_wait_s: float = math.inf,
+        limits: IntakeLimits | None = None,
     ) -> None:
         self.service = service
+        self.limits = limits or IntakeLimits()
         self.gate = gate
         self.executor = executor
         self.insecure = insecure
@@ -227,19 +227,14 @@ class Runner:
         return await self._answer(context, "Admin", loop.run_in_executor(self.executor, fn, caller))
 
 
-def _verify_call(request: verification_pb2.VerifyRequest) -> tuple[VerifyRequest, CallFacts]:
-    """The domain request (with a request id generated when none was sent) and its facts."""
-    domain = convert.verify_request(request)
-    if not domain.request_id:
-        domain = replace(domain, request_id=uuid.uuid4().hex)
-    facts = CallFacts(
-        Operation.VERIFY,
-        domain.citizen_id,
-        domain.purpose[:64],
-        domain.consent,
-        domain.request_id[:128],
-    )
-    return domain, facts
+def _verify_call(
+    request: verification_pb2.VerifyRequest, limits: IntakeLimits
+) -> tuple[VerifyRequest, CallFacts]:
+    """The domain request (with a request id generated when none was sent) and its facts,
+    checked by the intake (a malformed or oversized field is refused, audited, before the
+    access rules)."""
+    domain, problem = convert.verify_request(request)
+    return verify_call(domain, limits, problem)
 
 
 def _verify_outcome(result: VerifyResult) -> dict[str, Any]:
@@ -267,7 +262,7 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def Verify(
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
-        domain, facts = _verify_call(request)
+        domain, facts = _verify_call(request, self._r.limits)
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
         )
@@ -276,20 +271,16 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def VerifyBatch(
         self, request: verification_pb2.VerifyBatchRequest, context: Context
     ) -> verification_pb2.VerifyBatchResponse:
-        if len(request.items) > MAX_BATCH_ITEMS:
-            error = FvsError(
-                ErrorCode.INVALID_REQUEST,
-                f"at most {MAX_BATCH_ITEMS} items per VerifyBatch",
-                field="items",
-            )
-            await context.abort_with_status(to_grpc_status(error))
+        refused = batch_facts(len(request.items), self._r.limits)
+        if refused is not None:  # audited as one refused call, then INVALID_ARGUMENT
+            await self._r.gated(context, refused, lambda _auth: None)
         results = await asyncio.gather(*[self._item(item, context) for item in request.items])
         return verification_pb2.VerifyBatchResponse(results=results)
 
     async def _item(
         self, item: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyBatchResult:
-        domain, facts = _verify_call(item)
+        domain, facts = _verify_call(item, self._r.limits)
         try:
             result = await self._r.execute(
                 context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
@@ -311,7 +302,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         self, request: registry_pb2.EnrollRequest, context: Context
     ) -> registry_pb2.EnrollResponse:
         domain = convert.enroll_request(request)
-        facts = CallFacts(Operation.ENROLL, domain.citizen_id, mutates=True)
+        facts = registry_call(
+            Operation.ENROLL, domain.citizen_id, domain.image, self._r.limits, mutates=True
+        )
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.enroll(domain), _enroll_outcome
         )
@@ -320,7 +313,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def GetCitizen(
         self, request: registry_pb2.GetCitizenRequest, context: Context
     ) -> registry_pb2.Citizen:
-        facts = CallFacts(Operation.GET_CITIZEN, request.citizen_id)
+        facts = registry_call(Operation.GET_CITIZEN, request.citizen_id)
         view = await self._r.gated(
             context, facts, lambda _auth: self._r.service.get_citizen(request.citizen_id)
         )
@@ -329,7 +322,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def DeleteEnrollment(
         self, request: registry_pb2.DeleteEnrollmentRequest, context: Context
     ) -> registry_pb2.DeleteEnrollmentResponse:
-        facts = CallFacts(Operation.DELETE_ENROLLMENT, request.citizen_id, mutates=True)
+        facts = registry_call(Operation.DELETE_ENROLLMENT, request.citizen_id, mutates=True)
         deleted = await self._r.gated(
             context,
             facts,
@@ -396,8 +389,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     async def GrantPermit(
         self, request: admin_pb2.GrantPermitRequest, context: Context
     ) -> admin_pb2.Permit:
-        valid_from = convert.optional_time(request, "valid_from")
-        valid_until = convert.optional_time(request, "valid_until")
+        problem: FvsError | None = None
+        valid_from = valid_until = None
+        try:
+            valid_from = convert.optional_time(request, "valid_from")
+            valid_until = convert.optional_time(request, "valid_until")
+        except FvsError as exc:  # a malformed time: refused and audited like any refusal
+            problem = exc
         permit = await self._r.admin_call(
             context,
             lambda caller: self._a.grant_permit(
@@ -406,6 +404,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 list(request.purposes),
                 valid_from,
                 valid_until,
+                problem=problem,
             ),
         )
         return convert.permit(permit)

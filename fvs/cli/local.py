@@ -193,14 +193,15 @@ def _pki_init(args: argparse.Namespace) -> int:
     from fvs.access.model import Role
     from fvs.cli.admin import open_admin
     from fvs.cli.common import local_operator
-    from fvs.pki import init_pki, save_issued
+    from fvs.pki import CA_DIR, RECEIPT_PUBLIC, clients_dir, init_pki, save_issued, server_dir
 
     ca, _server = init_pki(args.dir, args.org, args.host)
+    clients = clients_dir(args.dir)
     admin_cert = ca.issue("fvs-admin", args.org)
-    save_issued(admin_cert, args.dir, "admin")
+    save_issued(admin_cert, clients, "admin")
     # For health probes (Docker, Kubernetes): passes the TLS handshake, registered nowhere, so
     # every FVS service refuses it and only grpc.health.v1.Health answers.
-    save_issued(ca.issue("fvs-health-probe", args.org), args.dir, "health")
+    save_issued(ca.issue("fvs-health-probe", args.org), server_dir(args.dir), "health")
     service: AdminService = open_admin(args.data_dir, args.dir)
     try:
         service.register_system(
@@ -212,11 +213,16 @@ def _pki_init(args: argparse.Namespace) -> int:
         )
     finally:
         service.gate.close()
-    print(f"CA, server, administrator and health-probe certificates written to {args.dir}")
-    print(f"  serve with:  fvs serve --tls-dir {args.dir} --address HOST:PORT")
+    serving = server_dir(args.dir)
+    print(f"PKI written to {args.dir}:")
+    print(f"  {args.dir / CA_DIR}/        the CA (ca.key): keep it OFFLINE, never on the server")
+    print(f"  {serving}/    all the server needs (certificate, keys, ca.pem, health probe)")
+    print(f"  {clients}/   administrator and health-probe certificates")
+    print(f"  {args.dir / RECEIPT_PUBLIC}   receipt public key, for agencies")
+    print(f"  serve with:  fvs serve --tls-dir {serving} --address HOST:PORT")
     print(
-        f"  administrator certificate {args.dir}/admin.pem (fingerprint "
-        f"{admin_cert.fingerprint[:16]}...) registered; keep ca.key offline"
+        f"  administrator certificate {clients}/admin.pem (fingerprint "
+        f"{admin_cert.fingerprint[:16]}...) registered"
     )
     return 0
 

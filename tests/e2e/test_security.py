@@ -1,0 +1,204 @@
+"""Security review findings (issue 10), each over a real mutual-TLS server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from fvs.access.admin import AdminService
+from fvs.access.gate import Gate, audit_key, audit_path
+from fvs.access.model import Caller, Role
+from fvs.access.policy import ConsentRules
+from fvs.api.client import CallFailedError, ClientTls, FvsClient, channel
+from fvs.api.errors import error_info
+from fvs.api.server import serve
+from fvs.api.v1 import admin_pb2, admin_pb2_grpc, verification_pb2, verification_pb2_grpc
+from fvs.audit.log import read_records, verify_chain
+from fvs.config import Settings
+from fvs.errors import ConfigError
+from fvs.pipeline.pipeline import FacePipeline
+from fvs.pki import CertificateAuthority, Issued, init_pki, server_dir
+from tests.conftest import CITIZEN_A, photo
+from tests.e2e.conftest import ServerThread
+
+OPERATOR = Caller(local_operator="test-operator")
+
+
+@dataclass
+class Secure:
+    server: ServerThread
+    pki: Path
+    data: Path
+    ca: CertificateAuthority
+    certs: dict[str, Issued]
+
+    def tls(self, name: str) -> ClientTls:
+        issued = self.certs[name]
+        assert issued.key_pem is not None
+        return ClientTls(self.ca.pem, issued.cert_pem, issued.key_pem)
+
+    def client(self, name: str) -> FvsClient:
+        return FvsClient(self.server.address, timeout_s=20, tls=self.tls(name))
+
+    def audit(self) -> list[dict[str, Any]]:
+        return list(read_records(audit_path(self.data)))
+
+    def audit_lines(self) -> list[bytes]:
+        return audit_path(self.data).read_bytes().splitlines()
+
+
+@pytest.fixture(scope="module")
+def secure(
+    tmp_path_factory: pytest.TempPathFactory,
+    settings_factory: Callable[..., Settings],
+    pipeline: FacePipeline,
+) -> Iterator[Secure]:
+    pki = tmp_path_factory.mktemp("pki")
+    settings = settings_factory()
+    data = settings.store.data_dir
+    ca, _ = init_pki(pki, "Test Authority", [])
+    settings.access.tls_dir = server_dir(pki)
+    certs = {
+        "gateway": ca.issue("gateway-1", "BANK-A"),
+        "stranger": ca.issue("stranger", "BANK-A"),
+        "operator": ca.issue("fvs-admin", "FVS"),
+    }
+    admin = AdminService(Gate.open(data, ConsentRules()), ca.pem)
+    admin.add_agency(OPERATOR, "BANK-A", "PRIVATE", "Bank A", "0107536000001", "banking", [])
+    admin.grant_permit(
+        OPERATOR,
+        "BANK-A",
+        ["KYC"],
+        None,
+        dt.datetime.now(dt.UTC).replace(year=dt.datetime.now(dt.UTC).year + 1),
+    )
+    admin.register_system(OPERATOR, "BANK-A", "gateway", cert_pem=certs["gateway"].cert_pem)
+    admin.register_system(
+        OPERATOR,
+        "",
+        "operator",
+        cert_pem=certs["operator"].cert_pem,
+        roles=frozenset({Role.ADMIN, Role.REGISTRY}),
+    )
+    admin.gate.close()
+    server = ServerThread(settings, lambda: pipeline)
+    server.loaded.result(timeout=60)
+    dep = Secure(server, pki, data, ca, certs)
+    with dep.client("operator") as operator:
+        operator.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+    yield dep
+    server.stop()
+
+
+def refused(call: Callable[[], object]) -> CallFailedError:
+    with pytest.raises(CallFailedError) as caught:
+        call()
+    return caught.value
+
+
+def rpc_refused(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    exc: Any = caught.value
+    info = error_info(rpc_status.from_call(exc))
+    assert info is not None, exc.details()
+    return exc.code(), info.reason, dict(info.metadata)
+
+
+def test_a_100kb_consent_reference_is_refused_bounded_and_the_service_lives_on(
+    secure: Secure,
+) -> None:
+    """Finding 1: the value is refused before it is authorised or recorded; the record is
+    small, the chain stays readable, and the next call (and the local admin) still work."""
+    huge = "C" * 100_000
+    for name in ("stranger", "gateway"):  # unregistered and registered systems alike
+        before = len(secure.audit())
+        with secure.client(name) as c:
+            failure = refused(lambda c=c: c.verify(CITIZEN_A, photo("obama2.jpg"), "KYC", huge))
+        assert (failure.code, failure.reason) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
+        assert failure.metadata["field"] == "consent.reference"
+        records = secure.audit()
+        assert len(records) == before + 1
+        assert (records[-1]["outcome"], records[-1]["reason"]) == ("REFUSED", "INVALID_REQUEST")
+        assert "100000 characters" in records[-1]["consent_ref"]
+        assert max(len(line) for line in secure.audit_lines()) < 4096
+    # every caller-supplied text, not only the consent reference
+    with secure.client("gateway") as gw:
+        for kwargs in (
+            {"purpose": "P" * 100_000},
+            {"request_id": "r" * 100_000},
+            {"request_id": "line\nbreak"},
+        ):
+            args: dict[str, Any] = {"purpose": "KYC", "consent_reference": "C-1", **kwargs}
+            failure = refused(lambda a=args: gw.verify(CITIZEN_A, photo("obama2.jpg"), **a))
+            assert (failure.code, failure.reason) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
+        assert max(len(line) for line in secure.audit_lines()) < 4096
+        assert gw.verify(CITIZEN_A, photo("obama2.jpg"), "KYC", "C-OK").similarity > 0.5
+    assert verify_chain(audit_path(secure.data), audit_key(secure.data)).ok
+    local = AdminService(Gate.open(secure.data, ConsentRules()))
+    try:
+        assert [a.code for a in local.agencies(OPERATOR)] == ["BANK-A"]
+    finally:
+        local.gate.close()
+
+
+def _verify_message(**consent: Any) -> verification_pb2.VerifyRequest:
+    request = verification_pb2.VerifyRequest(
+        citizen_id=CITIZEN_A, image=photo("obama2.jpg"), purpose="KYC"
+    )
+    request.consent.reference = "C-1"
+    request.consent.given_at.seconds = consent.get("seconds", 1_700_000_000)
+    request.consent.given_at.nanos = consent.get("nanos", 0)
+    return request
+
+
+def test_malformed_times_are_invalid_argument_and_audited(secure: Secure) -> None:
+    """Finding 6: never UNKNOWN with a Python exception text."""
+    year_10000 = 253_402_300_800
+    with channel(secure.server.address, secure.tls("gateway")) as ch:
+        stub = verification_pb2_grpc.FaceVerificationStub(ch)
+        for fields in ({"seconds": year_10000}, {"nanos": -1}, {"seconds": -(10**12)}):
+            before = len(secure.audit())
+            code, reason, metadata = rpc_refused(
+                lambda f=fields: stub.Verify(_verify_message(**f), timeout=20)
+            )
+            assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+            assert metadata["field"] == "consent.given_at"
+            records = secure.audit()
+            assert len(records) == before + 1
+            assert records[-1]["reason"] == "INVALID_REQUEST"
+    with channel(secure.server.address, secure.tls("operator")) as ch:
+        admin = admin_pb2_grpc.AdminStub(ch)
+        request = admin_pb2.GrantPermitRequest(agency_code="BANK-A", purposes=["KYC"])
+        request.valid_until.seconds = year_10000
+        before = len(secure.audit())
+        code, reason, metadata = rpc_refused(lambda: admin.GrantPermit(request, timeout=20))
+        assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+        assert metadata["field"] == "valid_until"
+        assert secure.audit()[-1]["operation"] == "Admin/GrantPermit"
+        assert len(secure.audit()) == before + 1
+
+
+def test_the_server_refuses_a_tls_folder_holding_the_ca_key(
+    secure: Secure, tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    """Finding 5: under its own name or any other, the CA key keeps the server from starting."""
+    settings = settings_factory()
+    settings.server.address = "127.0.0.1:0"
+    for name in ("ca.key", "backup.pem"):
+        folder = tmp_path / name.replace(".", "-")
+        shutil.copytree(server_dir(secure.pki), folder)
+        shutil.copy(secure.pki / "ca" / "ca.key", folder / name)
+        settings.access.tls_dir = folder
+        with pytest.raises(ConfigError, match="CA's private key"):
+            asyncio.run(serve(settings))
+    assert not list(settings.store.data_dir.glob("*.sqlite3"))  # refused before any data
