@@ -32,6 +32,9 @@ class ServerSettings(BaseModel):
     # queueing: the latency of accepted calls stays bounded under overload.
     max_queue: int = Field(default=16, ge=0, le=100_000)
     max_queue_wait_ms: float = Field(default=10.0, ge=0)
+    # Share the port with other FVS processes (SO_REUSEPORT, multi-process serving); off, a
+    # taken address is an error at start.
+    reuse_port: bool = False
     # Largest gRPC message accepted (bytes); images are further limited by the pipeline.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 

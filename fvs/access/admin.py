@@ -220,13 +220,27 @@ class AdminService:
         cert_pem: bytes | None = None,
         fingerprint_hex: str = "",
         roles: frozenset[Role] = frozenset({Role.AGENCY}),
+        issue: Callable[[], bytes] | None = None,
     ) -> System:
-        """Register a client by its certificate (checked against the CA) or its fingerprint."""
+        """Register a client by its certificate (checked against the CA) or its fingerprint.
+
+        ``issue``, when given, makes the certificate (and writes its files): it runs only
+        once the name is valid, the agency exists and the name is free, so a refused
+        registration leaves nothing behind.
+        """
 
         def act() -> System:
             _check(NAME, name, "name")
-            if cert_pem is not None:
-                cert = load_certificate(cert_pem)
+            if agency:
+                self.store.agency(agency)
+            if any(s.name == name for s in self.store.systems_of(agency)):
+                raise FvsError(
+                    ErrorCode.ALREADY_EXISTS,
+                    f"system {agency or 'operator'}/{name} is already registered",
+                )
+            pem = issue() if issue is not None else cert_pem
+            if pem is not None:
+                cert = load_certificate(pem)
                 if self.ca_pem is not None:
                     verify_issued_by(cert, load_certificate(self.ca_pem))
                 fp, subject = fingerprint(cert), cert.subject.rfc4514_string()

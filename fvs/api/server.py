@@ -78,6 +78,11 @@ def build_parts(settings: Settings) -> Parts:
 
 def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
     """Mutual TLS from ``access.tls_dir``; None for --insecure. Raises ConfigError."""
+    if access.insecure and access.tls_dir is not None:
+        raise ConfigError(
+            "--insecure and --tls-dir exclude each other: --insecure serves plaintext, so the "
+            "TLS folder would be silently ignored; pass only one of them"
+        )
     if access.insecure:
         return None
     if access.tls_dir is None:
@@ -128,6 +133,10 @@ class FvsServer:
             options=[
                 ("grpc.max_receive_message_length", settings.server.max_message_bytes),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
+                # gRPC sets SO_REUSEPORT by default, so a second server on a taken address
+                # would start and split the calls with the first: a taken address is an error
+                # unless port sharing is asked for (--reuse-port, multi-process serving).
+                ("grpc.so_reuseport", 1 if settings.server.reuse_port else 0),
             ]
         )
         runner = Runner(
@@ -168,10 +177,16 @@ class FvsServer:
                 "serving PLAINTEXT on %s: every call acts as the development system", address
             )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
+        except RuntimeError as exc:  # grpc's "Failed to bind": taken, or not ours to take
+            raise OSError(
+                f"cannot listen on {address}: the address is in use or not available "
+                "(pass --reuse-port to share a port between FVS processes on purpose)"
+            ) from exc
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         await self.server.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,28 +233,51 @@ def _permit_change(args: argparse.Namespace) -> int:
     return 0
 
 
-def _issue(pki_dir: Path | None, out: Path | None, name: str, org: str, csr: Path | None) -> Any:
+def _issuer(
+    pki_dir: Path | None, out: Path | None, name: str, org: str, csr: Path | None
+) -> Callable[[], bytes]:
+    """A function that issues the certificate and writes it to ``out``; the admin service
+    calls it only once its own checks passed. Nothing in ``out`` is ever overwritten."""
+    from fvs.errors import ErrorCode, FvsError
     from fvs.pki import CertificateAuthority, save_issued
 
     if pki_dir is None or out is None:
         raise SystemExit("error: issuing a certificate needs --pki-dir and --out")
-    ca = CertificateAuthority.load(pki_dir)
-    issued = ca.sign_csr(csr.read_bytes(), org) if csr else ca.issue(name, org)
-    cert_path, key_path = save_issued(issued, out, name)
-    print(f"certificate {cert_path}" + (f", key {key_path}" if key_path else ""))
-    return issued
+
+    def issue() -> bytes:
+        taken = [p for p in (out / f"{name}.pem", out / f"{name}.key") if p.exists()]
+        if taken:
+            raise FvsError(
+                ErrorCode.ALREADY_EXISTS,
+                f"{taken[0]} exists; refusing to overwrite it (choose another --out)",
+            )
+        ca = CertificateAuthority.load(pki_dir)
+        try:
+            csr_pem = csr.read_bytes() if csr else None
+        except OSError as exc:
+            raise SystemExit(f"error: cannot read {csr}: {exc.strerror}") from None
+        issued = ca.sign_csr(csr_pem, org) if csr_pem else ca.issue(name, org)
+        cert_path, key_path = save_issued(issued, out, name)
+        print(f"certificate {cert_path}" + (f", key {key_path}" if key_path else ""))
+        return issued.cert_pem
+
+    return issue
 
 
 def _system_add(args: argparse.Namespace) -> int:
     with _admin(args, args.pki_dir) as svc:
         cert_pem = args.cert.read_bytes() if args.cert else None
         fingerprint = args.fingerprint or ""
+        issue = None
         if cert_pem is None and not fingerprint:
-            svc.store.agency(args.agency)  # fail before issuing for an unknown agency
-            issued = _issue(args.pki_dir, args.out, args.name, args.agency, args.csr)
-            cert_pem = issued.cert_pem
+            issue = _issuer(args.pki_dir, args.out, args.name, args.agency, args.csr)
         system = svc.register_system(
-            local_operator(), args.agency, args.name, cert_pem=cert_pem, fingerprint_hex=fingerprint
+            local_operator(),
+            args.agency,
+            args.name,
+            cert_pem=cert_pem,
+            fingerprint_hex=fingerprint,
+            issue=issue,
         )
     print(f"system {system.label} registered (fingerprint {system.fingerprint})")
     return 0
@@ -273,10 +296,8 @@ def _operator_add(args: argparse.Namespace) -> int:
 
     roles = frozenset(Role.ADMIN if r == "admin" else Role.REGISTRY for r in args.role)
     with _admin(args, args.pki_dir) as svc:
-        issued = _issue(args.pki_dir, args.out, args.name, "FVS operators", None)
-        system = svc.register_system(
-            local_operator(), "", args.name, cert_pem=issued.cert_pem, roles=roles
-        )
+        issue = _issuer(args.pki_dir, args.out, args.name, "FVS operators", None)
+        system = svc.register_system(local_operator(), "", args.name, roles=roles, issue=issue)
     print(
         f"operator {system.name} registered with roles {', '.join(sorted(r.value for r in roles))}"
     )

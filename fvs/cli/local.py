@@ -30,6 +30,12 @@ def register_serve(sub: Any) -> None:
         help="plaintext on loopback only; every call acts as the development "
         "system (all purposes, Registry allowed, consent still required)",
     )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other FVS processes (multi-process serving); without it a "
+        "taken address is an error",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -106,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         model__pack=args.pack,
         access__tls_dir=args.tls_dir,
         access__insecure=args.insecure or None,
+        server__reuse_port=args.reuse_port or None,
     )
     try:
         asyncio.run(serve(s))
@@ -217,7 +224,7 @@ def _pki_init(args: argparse.Namespace) -> int:
     print(f"PKI written to {args.dir}:")
     print(f"  {args.dir / CA_DIR}/        the CA (ca.key): keep it OFFLINE, never on the server")
     print(f"  {serving}/    all the server needs (certificate, keys, ca.pem, health probe)")
-    print(f"  {clients}/   administrator and health-probe certificates")
+    print(f"  {clients}/   the administrator's certificate and key, with ca.pem")
     print(f"  {args.dir / RECEIPT_PUBLIC}   receipt public key, for agencies")
     print(f"  serve with:  fvs serve --tls-dir {serving} --address HOST:PORT")
     print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from fvs.access.model import Caller, Role
 from fvs.access.policy import ConsentRules
 from fvs.api.client import CallFailedError, ClientTls, FvsClient, channel
 from fvs.api.errors import error_info
-from fvs.api.server import serve
+from fvs.api.server import FvsServer, build_parts, serve
 from fvs.api.v1 import admin_pb2, admin_pb2_grpc, verification_pb2, verification_pb2_grpc
 from fvs.audit.log import read_records, verify_chain
+from fvs.cli import main as fvs_main
 from fvs.config import Settings
 from fvs.errors import ConfigError
 from fvs.pipeline.pipeline import FacePipeline
@@ -202,3 +204,122 @@ def test_the_server_refuses_a_tls_folder_holding_the_ca_key(
         with pytest.raises(ConfigError, match="CA's private key"):
             asyncio.run(serve(settings))
     assert not list(settings.store.data_dir.glob("*.sqlite3"))  # refused before any data
+
+
+def test_a_taken_address_is_an_error_unless_sharing_is_asked(
+    secure: Secure, settings_factory: Callable[..., Settings]
+) -> None:
+    """Finding 8: gRPC's default SO_REUSEPORT let a second server start and split the calls."""
+    settings = settings_factory()
+    settings.access.tls_dir = server_dir(secure.pki)
+    parts = build_parts(settings)
+
+    async def second_on_taken_port() -> None:
+        server = FvsServer(settings, parts)
+        try:
+            with pytest.raises(OSError, match="in use"):
+                await server.start(secure.server.address)
+        finally:
+            await server.stop(0)
+
+    async def two_that_share() -> tuple[int, int]:
+        settings.server.reuse_port = True
+        first, second = FvsServer(settings, parts), FvsServer(settings, parts)
+        try:
+            port = await first.start("127.0.0.1:0")
+            return port, await second.start(f"127.0.0.1:{port}")
+        finally:
+            await first.stop(0)
+            await second.stop(0)
+
+    try:
+        asyncio.run(second_on_taken_port())
+        port, shared = asyncio.run(two_that_share())
+        assert port == shared
+    finally:
+        parts.close()
+
+
+def test_insecure_with_a_tls_dir_is_refused(
+    secure: Secure, settings_factory: Callable[..., Settings]
+) -> None:
+    """Finding 12: the pair used to serve plaintext silently."""
+    settings = settings_factory()
+    settings.server.address = "127.0.0.1:0"
+    settings.access.insecure = True
+    settings.access.tls_dir = server_dir(secure.pki)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        asyncio.run(serve(settings))
+
+
+def test_system_add_writes_nothing_before_its_checks_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 10: a second `system add` with the same name overwrote the first one's key and
+    certificate in --out before failing with ALREADY_EXISTS."""
+    pki, data, out = tmp_path / "pki", tmp_path / "data", tmp_path / "bank-a"
+    d = ["--data-dir", str(data)]
+    assert fvs_main(["pki", "init", "--dir", str(pki), *d]) == 0
+    agency = ["--code", "BANK-A", "--kind", "PRIVATE", "--name", "Bank A"]
+    agency += ["--registration", "1", "--mission", "banking"]
+    assert fvs_main(["admin", "agency", "add", *d, *agency]) == 0
+    add = ["admin", "system", "add", *d, "--pki-dir", str(pki), "--name", "gw"]
+    assert fvs_main([*add, "--agency", "BANK-A", "--out", str(out)]) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(first) == {"gw.pem", "gw.key"}
+    capsys.readouterr()
+    assert fvs_main([*add, "--agency", "BANK-A", "--out", str(out)]) == 1  # same name
+    assert "ALREADY_EXISTS" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    elsewhere = tmp_path / "elsewhere"
+    assert fvs_main([*add, "--agency", "BANK-A", "--out", str(elsewhere)]) == 1
+    assert fvs_main([*add, "--agency", "NOPE", "--out", str(elsewhere)]) == 1
+    assert not elsewhere.exists()
+    records = [r for r in read_records(audit_path(data)) if r["outcome"] == "REFUSED"]
+    assert [r["reason"] for r in records[-3:]] == [
+        "ALREADY_EXISTS",
+        "ALREADY_EXISTS",
+        "AGENCY_NOT_FOUND",
+    ]
+
+
+def test_cli_errors_honour_json_and_show_error_info(
+    secure: Secure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 14: --json was ignored on errors and ErrorInfo metadata never shown."""
+    issued = secure.certs["gateway"]
+    assert issued.key_pem is not None
+    (tmp_path / "ca.pem").write_bytes(secure.ca.pem)
+    (tmp_path / "gw.pem").write_bytes(issued.cert_pem)
+    (tmp_path / "gw.key").write_bytes(issued.key_pem)
+    photo_path = tmp_path / "probe.jpg"
+    photo_path.write_bytes(photo("obama2.jpg"))
+    verify = [
+        "verify",
+        "--server",
+        secure.server.address,
+        "--ca",
+        str(tmp_path / "ca.pem"),
+        "--cert",
+        str(tmp_path / "gw.pem"),
+        "--key",
+        str(tmp_path / "gw.key"),
+        "--citizen-id",
+        CITIZEN_A,
+        "--purpose",
+        "KYC",
+        "--consent-ref",
+        "C" * 300,
+        str(photo_path),
+    ]
+    capsys.readouterr()
+    assert fvs_main([*verify, "--json"]) == 1
+    printed = capsys.readouterr()
+    error = json.loads(printed.out)["error"]
+    assert (error["code"], error["reason"]) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
+    assert error["metadata"]["field"] == "consent.reference"
+    assert "256" in error["message"]
+    assert fvs_main(verify) == 1
+    human = capsys.readouterr().err
+    assert "INVALID_REQUEST (INVALID_ARGUMENT)" in human
+    assert "field=consent.reference" in human
