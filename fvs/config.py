@@ -32,6 +32,9 @@ class ServerSettings(BaseModel):
     # queueing: the latency of accepted calls stays bounded under overload.
     max_queue: int = Field(default=16, ge=0, le=100_000)
     max_queue_wait_ms: float = Field(default=10.0, ge=0)
+    # Seconds between checks of the audit trail and the stores for the health service (a call
+    # that fails closed reports NOT_SERVING at once; the check reports SERVING again).
+    health_probe_s: float = Field(default=2.0, gt=0, le=300)
     # Share the port with other FVS processes (SO_REUSEPORT, multi-process serving); off, a
     # taken address is an error at start.
     reuse_port: bool = False

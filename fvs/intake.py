@@ -115,12 +115,13 @@ def registry_call(
     )
 
 
-def refused(operation: Operation, problem: FvsError, **details: str) -> CallFacts:
-    """Facts of a call refused before it could be read (undecodable or oversized message)."""
+def refused(operation: Operation, problem: FvsError, action: str = "") -> CallFacts:
+    """Facts of a call refused before its message could be read (undecodable)."""
     return CallFacts(
         operation,
         request_id=uuid.uuid4().hex,
-        details={k: recordable(v, 64) for k, v in details.items()},
+        action=action,
+        details={k: recordable(v, 64) for k, v in problem.metadata.items()},
         problem=problem,
     )
 

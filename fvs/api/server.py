@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha import reflection
 from fvs.access.admin import AdminService, read_ca_pem
 from fvs.access.gate import Gate
 from fvs.access.policy import ConsentRules
+from fvs.api.guard import MessageGuard, transport_limit
+from fvs.api.readiness import PROBE_CITIZEN, Probe, Readiness, probe_audit, probe_stores
 from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryServicer, Runner
 from fvs.api.v1 import (
     admin_pb2,
@@ -30,7 +32,7 @@ from fvs.api.v1 import (
     verification_pb2_grpc,
 )
 from fvs.config import AccessSettings, Settings
-from fvs.errors import ConfigError
+from fvs.errors import ConfigError, ErrorCode
 from fvs.intake import IntakeLimits
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
@@ -61,6 +63,16 @@ class Parts:
     def close(self) -> None:
         self.gate.close()
         self.service.store.close()
+
+    def probe(self) -> Probe:
+        """Whether the audit trail and both stores answer (reads only, writes nothing)."""
+        audit = probe_audit(self.gate.audit)
+        if not audit.ok:
+            return audit
+        return probe_stores(
+            lambda: self.service.store.get_citizen(PROBE_CITIZEN),
+            self.gate.policy.store.conditions_version,
+        )
 
 
 def build_parts(settings: Settings) -> Parts:
@@ -129,15 +141,22 @@ class FvsServer:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.server.workers, thread_name_prefix="fvs-worker"
         )
+        self.guard = MessageGuard(settings.server.max_message_bytes)
         self.server = grpc.aio.server(
+            interceptors=[self.guard],
             options=[
-                ("grpc.max_receive_message_length", settings.server.max_message_bytes),
+                # FVS refuses (and audits) messages over max_message_bytes itself; gRPC's
+                # core refuses only what is past twice that (fvs.api.guard).
+                (
+                    "grpc.max_receive_message_length",
+                    transport_limit(settings.server.max_message_bytes),
+                ),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
                 # gRPC sets SO_REUSEPORT by default, so a second server on a taken address
                 # would start and split the calls with the first: a taken address is an error
                 # unless port sharing is asked for (--reuse-port, multi-process serving).
                 ("grpc.so_reuseport", 1 if settings.server.reuse_port else 0),
-            ]
+            ],
         )
         runner = Runner(
             parts.service,
@@ -151,6 +170,12 @@ class FvsServer:
             limits=IntakeLimits(max_image_bytes=settings.pipeline.max_image_bytes),
         )
         self.runner = runner
+        self.guard.refuse = runner.refuse_message
+        self.readiness = Readiness(parts.probe)
+        runner.on_failure = self._call_failed
+        self._monitor: asyncio.Task[None] | None = None
+        self._loaded = False
+        self._reports: set[asyncio.Future[None]] = set()
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(
             FaceVerificationServicer(runner), self.server
         )
@@ -208,10 +233,44 @@ class FvsServer:
             return pipeline
 
         pipeline = await loop.run_in_executor(self.executor, load_and_index)
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._loaded = True
+        await loop.run_in_executor(self.runner.audit_executor, self.readiness.check)
+        await self._report()
+        self._monitor = asyncio.ensure_future(self._watch())
         log.info("serving with model %s on %s", pipeline.info.model_id, pipeline.info.providers)
 
+    def _call_failed(self, code: ErrorCode) -> None:
+        """A call failed closed (audit trail or store unavailable): NOT_SERVING at once."""
+        if self._loaded and self.readiness.failed(code):
+            self._reports.add(report := asyncio.ensure_future(self._report()))
+            report.add_done_callback(self._reports.discard)
+
+    async def _report(self) -> None:
+        serving = self._loaded and self.readiness.serving
+        await self._set_health(
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+
+    async def _watch(self) -> None:
+        """Probe the audit trail and the stores every health_probe_s; report changes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.server.health_probe_s)
+            try:
+                changed = await loop.run_in_executor(
+                    self.runner.audit_executor, self.readiness.check
+                )
+            except RuntimeError:  # the executor is shutting down
+                return
+            if changed:
+                await self._report()
+
     async def stop(self, grace: float | None = None) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+        self._loaded = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.settings.server.grace_s if grace is None else grace)
         self.executor.shutdown(wait=True, cancel_futures=True)

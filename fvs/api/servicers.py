@@ -29,7 +29,7 @@ from fvs.api.v1 import (
 )
 from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
-from fvs.intake import IntakeLimits, batch_facts, registry_call, verify_call
+from fvs.intake import IntakeLimits, batch_facts, refused, registry_call, verify_call
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ class Runner:
         self.insecure = insecure
         self.admin = admin
         self.admission = Admission(capacity, workers, max_queue_wait_s)
+        # told of every refusal's code: the server flips health on AUDIT/STORE_UNAVAILABLE
+        self.on_failure: Callable[[ErrorCode], None] | None = None
         # refusal records must not queue behind model work
         self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
 
@@ -193,6 +195,10 @@ class Runner:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+        except FvsError as exc:
+            if self.on_failure is not None:
+                self.on_failure(exc.code)
+            raise
         except asyncio.CancelledError:
             if job.abandon():  # the worker will never see it: record why here
                 code = ErrorCode.DEADLINE_EXCEEDED if job.expired() else ErrorCode.CANCELLED
@@ -219,6 +225,12 @@ class Runner:
             self.audit_executor, self.gate.refuse, caller, facts, error
         )
         raise error
+
+    async def refuse_message(
+        self, context: Context, operation: Operation, action: str, problem: FvsError
+    ) -> None:
+        """Audit and refuse a call whose message could not be read (the message guard)."""
+        await self.gated(context, refused(operation, problem, action), lambda _auth: None)
 
     async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
         """An Admin method: authorization and audit happen inside AdminService."""

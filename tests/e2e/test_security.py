@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,14 @@ from fvs.access.model import Caller, Role
 from fvs.access.policy import ConsentRules
 from fvs.api.client import CallFailedError, ClientTls, FvsClient, channel
 from fvs.api.errors import error_info
+from fvs.api.guard import transport_limit
+from fvs.api.readiness import Readiness, probe_stores
 from fvs.api.server import FvsServer, build_parts, serve
 from fvs.api.v1 import admin_pb2, admin_pb2_grpc, verification_pb2, verification_pb2_grpc
 from fvs.audit.log import read_records, verify_chain
 from fvs.cli import main as fvs_main
 from fvs.config import Settings
-from fvs.errors import ConfigError
+from fvs.errors import ConfigError, ErrorCode
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pki import CertificateAuthority, Issued, init_pki, server_dir
 from tests.conftest import CITIZEN_A, photo
@@ -323,3 +326,103 @@ def test_cli_errors_honour_json_and_show_error_info(
     human = capsys.readouterr().err
     assert "INVALID_REQUEST (INVALID_ARGUMENT)" in human
     assert "field=consent.reference" in human
+
+
+def test_refusals_before_the_servicer_are_audited_or_counted(secure: Secure) -> None:
+    """Finding 13: an undecodable message and an oversized VerifyBatch are audited; a message
+    over the size limit never reaches FVS code and is counted."""
+    assert secure.server.server is not None
+    counters = secure.server.server.guard.counters
+    with channel(secure.server.address, secure.tls("gateway"), 100 * 1024 * 1024) as ch:
+        raw = ch.unary_unary("/fvs.v1.FaceVerification/Verify")
+        before = len(secure.audit())
+        code, reason, metadata = rpc_refused(lambda: raw(b"\xff\xff\xff\xff", timeout=20))
+        assert (code, reason, metadata["problem"]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
+            "undecodable",
+        )
+        record = secure.audit()[-1]
+        assert len(secure.audit()) == before + 1
+        assert (record["operation"], record["reason"]) == ("Verify", "INVALID_REQUEST")
+        assert record["system"] == "BANK-A/gateway"
+        assert counters.messages_undecodable >= 1
+
+        stub = verification_pb2_grpc.FaceVerificationStub(ch)
+        items = [verification_pb2.VerifyRequest(citizen_id=CITIZEN_A)] * 65
+        batch = verification_pb2.VerifyBatchRequest(items=items)
+        code, reason, metadata = rpc_refused(lambda: stub.VerifyBatch(batch, timeout=20))
+        assert (code, reason, metadata["field"]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
+            "items",
+        )
+        record = secure.audit()[-1]
+        assert (record["operation"], record["details"]["items"]) == ("Verify/VerifyBatch", "65")
+
+        limit = secure.server.settings.server.max_message_bytes
+        huge = verification_pb2.VerifyRequest(citizen_id=CITIZEN_A, image=bytes(limit + 1))
+        code, reason, metadata = rpc_refused(lambda: stub.Verify(huge, timeout=20))
+        assert (code, reason, metadata["limit"]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
+            "message_bytes",
+        )
+        assert secure.audit()[-1]["details"]["limit"] == "message_bytes"
+        assert counters.messages_oversized == 1
+        # past gRPC's own limit the core refuses before any FVS code: nothing to audit
+        before = len(secure.audit())
+        beyond = verification_pb2.VerifyRequest(image=bytes(transport_limit(limit) + 1))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Verify(beyond, timeout=20)
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        assert len(secure.audit()) == before
+
+
+def _wait_health(client: FvsClient, want: str, seconds: float = 10.0) -> str:
+    deadline = time.monotonic() + seconds
+    status = client.health()
+    while status != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = client.health()
+    return status
+
+
+def test_health_follows_the_audit_trail(
+    settings_factory: Callable[..., Settings], pipeline: FacePipeline
+) -> None:
+    """Finding 7: NOT_SERVING while calls fail closed, SERVING again once the trail is back."""
+    settings = settings_factory()
+    settings.server.health_probe_s = 0.2
+    server = ServerThread(settings, lambda: pipeline)
+    try:
+        server.loaded.result(timeout=60)
+        trail = audit_path(settings.store.data_dir)
+        with FvsClient(server.address, timeout_s=20) as client:
+            assert client.health() == "SERVING"
+            client.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+            moved = trail.with_name("moved.jsonl")
+            trail.rename(moved)  # the file the server writes is gone: every call fails closed
+            failure = refused(lambda: client.get_citizen(CITIZEN_A))
+            assert failure.reason == "AUDIT_UNAVAILABLE"
+            assert _wait_health(client, "NOT_SERVING") == "NOT_SERVING"
+            assert client.health("fvs.v1.FaceVerification") == "NOT_SERVING"
+            time.sleep(0.5)  # the probe keeps it NOT_SERVING while the trail is away
+            assert client.health() == "NOT_SERVING"
+            moved.rename(trail)
+            assert _wait_health(client, "SERVING") == "SERVING"
+            assert client.get_citizen(CITIZEN_A).enrolled
+    finally:
+        server.stop()
+
+
+def test_the_probe_reports_a_store_that_does_not_answer() -> None:
+    def broken() -> None:
+        raise OSError("database is locked")
+
+    assert probe_stores(lambda: 1).ok
+    result = probe_stores(lambda: 1, broken)
+    assert not result.ok and "OSError" in result.problem
+    readiness = Readiness(lambda: result)
+    assert readiness.check() and not readiness.serving
+    assert not readiness.failed(ErrorCode.AUDIT_UNAVAILABLE)  # already NOT_SERVING
