@@ -24,6 +24,7 @@ from fvs.domain import (
     VerifyResult,
 )
 from fvs.errors import ErrorCode, FvsError
+from fvs.receipts import Receipt
 
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
 _MIN_SECONDS = -62_135_596_800
@@ -115,8 +116,18 @@ def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def verify_response(result: VerifyResult) -> verification_pb2.VerifyResponse:
+def verify_response(
+    result: VerifyResult, receipt: Receipt | None = None
+) -> verification_pb2.VerifyResponse:
+    signed = (
+        None
+        if receipt is None
+        else verification_pb2.Receipt(
+            payload=receipt.payload, signature=receipt.signature, key_id=receipt.key_id
+        )
+    )
     return verification_pb2.VerifyResponse(
+        receipt=signed,
         match_score=result.match_score,
         similarity=result.similarity,
         model=result.model,

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fvs.access.admin import AdminService, read_ca_pem
-from fvs.access.gate import Gate
+from fvs.access.gate import KEYS_DIR, Gate
 from fvs.access.policy import ConsentRules
 from fvs.api.guard import MessageGuard, transport_limit
 from fvs.api.readiness import PROBE_CITIZEN, Probe, Readiness, probe_audit, probe_stores
@@ -37,6 +37,7 @@ from fvs.intake import IntakeLimits
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
 from fvs.pki import ca_keys_in
+from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
 from fvs.store.sqlite import SqliteStore
 
@@ -59,6 +60,7 @@ class Parts:
     service: FaceService
     gate: Gate
     admin: AdminService
+    receipts: ReceiptSigner
 
     def close(self) -> None:
         self.gate.close()
@@ -85,7 +87,9 @@ def build_parts(settings: Settings) -> Parts:
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
     gate = Gate.open(data_dir, rules)
-    return Parts(service, gate, AdminService(gate, read_ca_pem(settings.access.tls_dir)))
+    tls_dir = None if settings.access.tls_dir is None else Path(settings.access.tls_dir)
+    receipts = ReceiptSigner(load_or_create_key(tls_dir, data_dir / KEYS_DIR), gate.citizen_key)
+    return Parts(service, gate, AdminService(gate, read_ca_pem(tls_dir)), receipts)
 
 
 def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
@@ -168,6 +172,7 @@ class FvsServer:
             workers=settings.server.workers,
             max_queue_wait_s=settings.server.max_queue_wait_ms / 1000.0,
             limits=IntakeLimits(max_image_bytes=settings.pipeline.max_image_bytes),
+            receipts=parts.receipts,
         )
         self.runner = runner
         self.guard.refuse = runner.refuse_message

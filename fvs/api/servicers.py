@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
@@ -30,6 +31,7 @@ from fvs.api.v1 import (
 from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
 from fvs.intake import IntakeLimits, batch_facts, refused, registry_call, verify_call
+from fvs.receipts import Receipt, ReceiptSigner
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
@@ -127,8 +129,10 @@ class Runner:
         workers: int = 1,
         max_queue_wait_s: float = math.inf,
         limits: IntakeLimits | None = None,
+        receipts: ReceiptSigner | None = None,
     ) -> None:
         self.service = service
+        self.receipts = receipts
         self.limits = limits or IntakeLimits()
         self.gate = gate
         self.executor = executor
@@ -226,6 +230,16 @@ class Runner:
         )
         raise error
 
+    def verified(self, request: VerifyRequest, auth: Authorization) -> Verified:
+        """Verify, and sign the receipt of the answer (in the worker, inside the gate)."""
+        result = self.service.verify(request)
+        receipt = None
+        if self.receipts is not None:
+            receipt = self.receipts.issue(
+                request, result, auth.system.agency_code, auth.system.label
+            )
+        return Verified(result, receipt)
+
     async def refuse_message(
         self, context: Context, operation: Operation, action: str, problem: FvsError
     ) -> None:
@@ -249,14 +263,23 @@ def _verify_call(
     return verify_call(domain, limits, problem)
 
 
-def _verify_outcome(result: VerifyResult) -> dict[str, Any]:
-    return {
+class Verified(NamedTuple):
+    result: VerifyResult
+    receipt: Receipt | None
+
+
+def _verify_outcome(verified: tuple[VerifyResult, Receipt | None]) -> dict[str, Any]:
+    result, receipt = verified
+    fields: dict[str, Any] = {
         "score": round(result.match_score, 4),
         "similarity": round(result.similarity, 6),
         "model": result.model,
         "request_id": result.request_id,
         "template_version": result.template_version,
     }
+    if receipt is not None:  # ties the record to the receipt the agency holds
+        fields["receipt"] = hashlib.sha256(receipt.signature).hexdigest()[:32]
+    return fields
 
 
 def _enroll_outcome(result: EnrollResult) -> dict[str, Any]:
@@ -275,10 +298,10 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
         domain, facts = _verify_call(request, self._r.limits)
-        result = await self._r.gated(
-            context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
+        result, receipt = await self._r.gated(
+            context, facts, lambda auth: self._r.verified(domain, auth), _verify_outcome
         )
-        return convert.verify_response(result)
+        return convert.verify_response(result, receipt)
 
     async def VerifyBatch(
         self, request: verification_pb2.VerifyBatchRequest, context: Context
@@ -294,8 +317,8 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     ) -> verification_pb2.VerifyBatchResult:
         domain, facts = _verify_call(item, self._r.limits)
         try:
-            result = await self._r.execute(
-                context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
+            result, receipt = await self._r.execute(
+                context, facts, lambda auth: self._r.verified(domain, auth), _verify_outcome
             )
         except FvsError as exc:
             return verification_pb2.VerifyBatchResult(error=convert.item_error(exc))
@@ -303,7 +326,7 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
             log.exception("a VerifyBatch item failed unexpectedly")
             error = FvsError(ErrorCode.INTERNAL, "internal error")
             return verification_pb2.VerifyBatchResult(error=convert.item_error(error))
-        return verification_pb2.VerifyBatchResult(response=convert.verify_response(result))
+        return verification_pb2.VerifyBatchResult(response=convert.verify_response(result, receipt))
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import shutil
 import time
@@ -14,8 +15,11 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from google.protobuf import json_format
 from grpc_status import rpc_status
 
+from fvs import receipts
 from fvs.access.admin import AdminService
 from fvs.access.gate import Gate, audit_key, audit_path
 from fvs.access.model import Caller, Role
@@ -31,7 +35,7 @@ from fvs.cli import main as fvs_main
 from fvs.config import Settings
 from fvs.errors import ConfigError, ErrorCode
 from fvs.pipeline.pipeline import FacePipeline
-from fvs.pki import CertificateAuthority, Issued, init_pki, server_dir
+from fvs.pki import CertificateAuthority, Issued, init_pki, public_key_pem, server_dir
 from tests.conftest import CITIZEN_A, photo
 from tests.e2e.conftest import ServerThread
 
@@ -426,3 +430,59 @@ def test_the_probe_reports_a_store_that_does_not_answer() -> None:
     readiness = Readiness(lambda: result)
     assert readiness.check() and not readiness.serving
     assert not readiness.failed(ErrorCode.AUDIT_UNAVAILABLE)  # already NOT_SERVING
+
+
+def test_verify_answers_carry_a_receipt_checked_offline(
+    secure: Secure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Signed receipts: genuine ones pass `fvs receipt verify`; a tampered one, one checked
+    with another key, or one shown with another photo fail."""
+    probe = photo("obama2.jpg")
+    with secure.client("gateway") as gw:
+        answer = gw.verify(CITIZEN_A, probe, "KYC", "FORM-7", request_id="rcpt-1")
+    public_pem = secure.pki / "receipt-public.pem"
+    claims = receipts.check(
+        answer.receipt.payload,
+        answer.receipt.signature,
+        receipts.load_public_key(public_pem.read_bytes()),
+    )
+    assert claims["request_id"] == "rcpt-1"
+    assert (claims["agency"], claims["system"], claims["purpose"]) == (
+        "BANK-A",
+        "BANK-A/gateway",
+        "KYC",
+    )
+    assert claims["match_score"] == round(answer.match_score, 4)
+    assert claims["image_sha256"] == hashlib.sha256(probe).hexdigest()
+    assert claims["consent_sha256"] == hashlib.sha256(b"FORM-7").hexdigest()
+    assert claims["model"] == answer.model and claims["score_mapping"] == answer.score_mapping
+    assert CITIZEN_A not in answer.receipt.payload.decode()
+    record = secure.audit()[-1]
+    assert record["receipt"] == hashlib.sha256(answer.receipt.signature).hexdigest()[:32]
+
+    saved = tmp_path / "answer.json"
+    saved.write_text(json_format.MessageToJson(answer))
+    photo_path = tmp_path / "probe.jpg"
+    photo_path.write_bytes(probe)
+    check = ["receipt", "verify", str(saved), "--public-key", str(public_pem)]
+    capsys.readouterr()
+    assert fvs_main([*check, "--image", str(photo_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["claims"]["request_id"] == "rcpt-1"
+
+    tampered = json.loads(answer.receipt.payload)
+    tampered["match_score"] = 99.9
+    forged = verification_pb2.VerifyResponse()
+    forged.CopyFrom(answer)
+    forged.receipt.payload = receipts.canonical(tampered)
+    saved.write_text(json_format.MessageToJson(forged))
+    assert fvs_main([*check, "--json"]) == 1
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["metadata"]["problem"] == "bad_signature"
+
+    saved.write_text(json_format.MessageToJson(answer))
+    other = tmp_path / "other.pem"
+    other.write_bytes(public_key_pem(ed25519.Ed25519PrivateKey.generate()))
+    assert fvs_main(["receipt", "verify", str(saved), "--public-key", str(other)]) == 1
+    photo_path.write_bytes(photo("biden.jpg"))
+    assert fvs_main([*check, "--image", str(photo_path)]) == 1
+    assert "another photo" in capsys.readouterr().err
