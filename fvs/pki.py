@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fvs.errors import ErrorCode, FvsError
+from fvs.limits import shorten
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -54,8 +55,10 @@ def fingerprint(cert: x509.Certificate) -> str:
 def load_certificate(pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise FvsError(ErrorCode.INVALID_CERTIFICATE, f"not a PEM certificate: {exc}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise FvsError(
+            ErrorCode.INVALID_CERTIFICATE, f"not a PEM certificate: {shorten(str(exc), 200)}"
+        ) from None
 
 
 def fingerprint_of_pem(pem: bytes) -> str:
@@ -199,14 +202,18 @@ class CertificateAuthority:
     def sign_csr(self, csr_pem: bytes, organisation: str, days: int = LEAF_DAYS) -> Issued:
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as exc:
-            raise FvsError(ErrorCode.INVALID_CERTIFICATE, f"not a PEM CSR: {exc}") from None
-        if not csr.is_signature_valid:
+            valid = csr.is_signature_valid
+            key = csr.public_key()
+            names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            # found by fuzzing: a CSR that parses may still hold a key or name that does not
+            raise FvsError(
+                ErrorCode.INVALID_CERTIFICATE, f"not a usable PEM CSR: {shorten(str(exc), 200)}"
+            ) from None
+        if not valid:
             raise FvsError(ErrorCode.INVALID_CERTIFICATE, "the CSR signature is invalid")
-        key = csr.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise FvsError(ErrorCode.INVALID_CERTIFICATE, "only EC (P-256) keys are accepted")
-        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(names[0].value) if names else "agency-system"
         return self.issue(common_name, organisation, public_key=key, days=days)
 
