@@ -55,7 +55,7 @@ def fingerprint(cert: x509.Certificate) -> str:
 def load_certificate(pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise FvsError(
             ErrorCode.INVALID_CERTIFICATE, f"not a PEM certificate: {shorten(str(exc), 200)}"
         ) from None
@@ -205,7 +205,7 @@ class CertificateAuthority:
             valid = csr.is_signature_valid
             key = csr.public_key()
             names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             # found by fuzzing: a CSR that parses may still hold a key or name that does not
             raise FvsError(
                 ErrorCode.INVALID_CERTIFICATE, f"not a usable PEM CSR: {shorten(str(exc), 200)}"

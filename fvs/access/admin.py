@@ -38,6 +38,8 @@ CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 500
+MAX_RATE_PER_S = 100_000.0
+MAX_BURST = 100_000
 
 _ACTIONS = {
     "suspend": PermitStatus.SUSPENDED,
@@ -209,6 +211,31 @@ class AdminService:
 
         details = {"permit": str(permit_id), "reason": reason[:MAX_TEXT]}
         result: Permit = self._run(caller, f"{action.capitalize()}Permit", details, act)
+        return result
+
+    def set_rate_limit(
+        self, caller: Caller, permit_id: int, rate_per_s: float, burst: int
+    ) -> Permit:
+        """Limit Verify calls under a permit to ``rate_per_s`` a second with ``burst`` at
+        once; ``rate_per_s`` 0 removes the limit."""
+
+        def act() -> Permit:
+            if not 0 <= rate_per_s <= MAX_RATE_PER_S:  # NaN fails this too
+                raise FvsError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"rate_per_s must be 0 (no limit) to {MAX_RATE_PER_S}",
+                    field="rate_per_s",
+                )
+            if rate_per_s > 0 and not (1 <= burst <= MAX_BURST):
+                raise FvsError(
+                    ErrorCode.INVALID_REQUEST, f"burst must be 1 to {MAX_BURST}", field="burst"
+                )
+            return self.store.set_rate_limit(
+                permit_id, rate_per_s if rate_per_s > 0 else None, burst
+            )
+
+        details = {"permit": str(permit_id), "rate_per_s": f"{rate_per_s:g}", "burst": str(burst)}
+        result: Permit = self._run(caller, "SetRateLimit", details, act)
         return result
 
     def register_system(

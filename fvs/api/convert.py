@@ -226,6 +226,8 @@ def permit(value: Permit) -> admin_pb2.Permit:
         valid_until=timestamp(value.valid_until),
         purposes=list(value.purposes),
         conditions_version=value.conditions_version,
+        rate_per_s=value.rate_per_s,
+        burst=value.burst,
     )
 
 

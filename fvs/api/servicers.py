@@ -468,6 +468,17 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     ) -> admin_pb2.Permit:
         return await self._change(request, context, "revoke")
 
+    async def SetRateLimit(
+        self, request: admin_pb2.SetRateLimitRequest, context: Context
+    ) -> admin_pb2.Permit:
+        permit = await self._r.admin_call(
+            context,
+            lambda caller: self._a.set_rate_limit(
+                caller, request.permit_id, request.rate_per_s, request.burst
+            ),
+        )
+        return convert.permit(permit)
+
     async def RegisterSystem(
         self, request: admin_pb2.RegisterSystemRequest, context: Context
     ) -> admin_pb2.System:

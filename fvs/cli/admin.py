@@ -75,6 +75,10 @@ def register(sub: Any) -> None:
     until = grant.add_mutually_exclusive_group(required=True)
     until.add_argument("--valid-until", help="ISO 8601")
     until.add_argument("--days", type=int, help="valid for this many days")
+    limit = _cmd(permit, "limit", "limit Verify calls under a permit (effective at once)", _limit)
+    limit.add_argument("--permit", type=int, required=True)
+    limit.add_argument("--rate", type=float, required=True, help="calls per second; 0 removes")
+    limit.add_argument("--burst", type=int, default=1, help="calls allowed at once (default 1)")
     for action in ("suspend", "resume", "revoke"):
         change = _cmd(permit, action, f"{action} a permit (effective at once)", _permit_change)
         change.add_argument("--permit", type=int, required=True)
@@ -168,6 +172,8 @@ def _agency_show(args: argparse.Namespace) -> int:
                     "valid_from": p.valid_from,
                     "valid_until": p.valid_until,
                     "conditions": p.conditions_version,
+                    "rate_per_s": p.rate_per_s,
+                    "burst": p.burst,
                 }
                 for p in permits
             ],
@@ -223,6 +229,16 @@ def _permit_grant(args: argparse.Namespace) -> int:
         f"{p.valid_from.isoformat()} to {p.valid_until.isoformat()} (conditions "
         f"{p.conditions_version})"
     )
+    return 0
+
+
+def _limit(args: argparse.Namespace) -> int:
+    with _admin(args) as svc:
+        p = svc.set_rate_limit(local_operator(), args.permit, args.rate, args.burst)
+    if p.rate_per_s is None:
+        print(f"permit {p.id}: no rate limit")
+    else:
+        print(f"permit {p.id}: at most {p.rate_per_s:g} calls per second, burst {p.burst}")
     return 0
 
 

@@ -83,6 +83,27 @@ def _too_many_pixels(width: int, height: int, limits: ImageLimits) -> FvsError:
     )
 
 
+def png_structure(data: bytes) -> str:
+    """ "ok", "truncated" or "corrupt": a walk over the PNG's chunks (length, type, CRC) up to
+    IEND. Found by fuzzing: OpenCV 5.0 spent 15 s and 3 GB of memory on a 54-byte PNG whose
+    IDAT declared more bytes than the file holds, so no PNG reaches the decoder unless every
+    chunk lies within the file."""
+    offset = len(_PNG_SIGNATURE)
+    first = True
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        if length > 0x7FFFFFFF or not kind.isalpha() or (first and kind != b"IHDR"):
+            return "corrupt"
+        end = offset + 12 + length
+        if end > len(data):
+            return "truncated"
+        if kind == b"IEND":
+            return "ok"
+        offset, first = end, False
+    return "truncated"
+
+
 def is_truncated(fmt: str, data: bytes) -> bool:
     """Whether the file ends before its image does (cheap structural check, no decoding)."""
     if fmt == "JPEG":
@@ -90,7 +111,7 @@ def is_truncated(fmt: str, data: bytes) -> bool:
         # carries its own EOI earlier in the file).
         return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
     if fmt == "PNG":
-        return b"IEND" not in data[-64:]
+        return png_structure(data) == "truncated"
     if fmt == "WEBP":
         return len(data) < 12 or struct.unpack("<I", data[4:8])[0] + 8 > len(data)
     return False
@@ -193,6 +214,8 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
         )
     if is_truncated(fmt, data):
         raise _truncated(fmt)
+    if fmt == "PNG" and png_structure(data) != "ok":
+        raise _undecodable("PNG chunk structure is corrupt", format=fmt, problem="corrupt")
     return header
 
 

@@ -24,8 +24,9 @@ from fvs.access.admin import AdminService
 from fvs.access.gate import Gate, audit_key, audit_path
 from fvs.access.model import Caller, Role
 from fvs.access.policy import ConsentRules
+from fvs.access.rate import RateLimiter
 from fvs.api.client import CallFailedError, ClientTls, FvsClient, channel
-from fvs.api.errors import error_info
+from fvs.api.errors import error_info, retry_info
 from fvs.api.guard import transport_limit
 from fvs.api.readiness import Readiness, probe_stores
 from fvs.api.server import FvsServer, build_parts, serve
@@ -40,6 +41,7 @@ from tests.conftest import CITIZEN_A, photo
 from tests.e2e.conftest import ServerThread
 
 OPERATOR = Caller(local_operator="test-operator")
+FUZZ_CORPUS = Path(__file__).resolve().parent.parent / "fuzz" / "corpus"
 
 
 @dataclass
@@ -486,3 +488,71 @@ def test_verify_answers_carry_a_receipt_checked_offline(
     photo_path.write_bytes(photo("biden.jpg"))
     assert fvs_main([*check, "--image", str(photo_path)]) == 1
     assert "another photo" in capsys.readouterr().err
+
+
+def test_rate_limits_on_the_permit(secure: Secure) -> None:
+    """Per-permit rate limits: RESOURCE_EXHAUSTED / RATE_LIMITED with a RetryInfo delay,
+    audited; set and removed through the Admin API, effective at once."""
+    with channel(secure.server.address, secure.tls("operator")) as ch:
+        admin = admin_pb2_grpc.AdminStub(ch)
+        permit_id = admin.GetAgency(admin_pb2.GetAgencyRequest(code="BANK-A")).permits[0].id
+        limited = admin.SetRateLimit(
+            admin_pb2.SetRateLimitRequest(permit_id=permit_id, rate_per_s=0.5, burst=2)
+        )
+        assert (limited.rate_per_s, limited.burst) == (0.5, 2)
+        try:
+            with channel(secure.server.address, secure.tls("gateway")) as gw_channel:
+                stub = verification_pb2_grpc.FaceVerificationStub(gw_channel)
+                request = _verify_message(seconds=int(time.time()))
+                request.image = b"not a photo"  # refused after authorisation: cheap, counted
+                for _ in range(2):
+                    _, reason, _ = rpc_refused(lambda: stub.Verify(request, timeout=20))
+                    assert reason == "IMAGE_UNDECODABLE"
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.Verify(request, timeout=20)
+            exc: Any = caught.value
+            status = rpc_status.from_call(exc)
+            info, retry = error_info(status), retry_info(status)
+            assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert info is not None and info.reason == "RATE_LIMITED"
+            assert info.metadata["burst"] == "2"
+            assert retry is not None
+            assert 0 < retry.retry_delay.ToTimedelta().total_seconds() <= 2.0
+            record = secure.audit()[-1]
+            assert (record["outcome"], record["reason"]) == ("REFUSED", "RATE_LIMITED")
+            assert record["agency"] == "BANK-A" and record["permit"] is None
+        finally:
+            cleared = admin.SetRateLimit(
+                admin_pb2.SetRateLimitRequest(permit_id=permit_id, rate_per_s=0)
+            )
+            assert not cleared.HasField("rate_per_s")
+        _, reason, metadata = rpc_refused(
+            lambda: admin.SetRateLimit(
+                admin_pb2.SetRateLimitRequest(permit_id=permit_id, rate_per_s=5, burst=0)
+            )
+        )
+        assert (reason, metadata["field"]) == ("INVALID_REQUEST", "burst")
+
+
+def test_the_token_bucket() -> None:
+    now = [100.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert [limiter.take(1, 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take(1, 2.0, 3) == pytest.approx(0.5)  # empty: one call in 1/rate
+    assert limiter.take(2, 2.0, 3) == 0.0  # buckets are per permit
+    now[0] += 0.5
+    assert limiter.take(1, 2.0, 3) == 0.0
+    now[0] += 100
+    assert [limiter.take(1, 2.0, 3) for _ in range(4)][-1] > 0  # refills to the burst only
+
+
+def test_a_54_byte_png_cannot_take_the_server_down(secure: Secure) -> None:
+    """Found by fuzzing: OpenCV 5.0 spent 15 s and 3 GB on this PNG (an IDAT length past the
+    end of the file); it is refused from its structure before any decoder sees it."""
+    tiny = (FUZZ_CORPUS / "decode_image" / "found-oom-png-idat-length").read_bytes()
+    assert len(tiny) == 54
+    start = time.monotonic()
+    with secure.client("gateway") as gw:
+        failure = refused(lambda: gw.verify(CITIZEN_A, tiny, "KYC", "C-1"))
+    assert (failure.reason, failure.metadata["problem"]) == ("IMAGE_UNDECODABLE", "corrupt")
+    assert time.monotonic() - start < 5
