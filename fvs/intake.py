@@ -106,11 +106,11 @@ def registry_call(
             check_image(image, limits.max_image_bytes)
     except FvsError as exc:
         problem = exc
+    # An invalid ID is not recorded at all (not even hashed): it may be a real ID mistyped.
     return CallFacts(
         operation,
         citizen_id=citizen_id if cid.is_valid(citizen_id) else "",
         mutates=mutates,
-        details={} if cid.is_valid(citizen_id) else {"citizen_id": recordable(citizen_id, 16)},
         problem=problem,
     )
 

@@ -103,7 +103,7 @@ class CertificateAuthority:
         try:
             cert = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
             key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise FvsError(
                 ErrorCode.INVALID_CERTIFICATE, f"cannot load the CA from {folder}: {exc}"
             ) from exc
@@ -292,7 +292,7 @@ def ca_keys_in(folder: Path) -> list[Path]:
     found: list[Path] = []
     try:
         ca_public = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes()).public_key()
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         ca_public = None
     try:
         entries = sorted(p for p in folder.iterdir() if p.is_file())
@@ -310,8 +310,8 @@ def ca_keys_in(folder: Path) -> list[Path]:
             continue
         try:
             key = serialization.load_pem_private_key(data, None)
-        except (ValueError, TypeError):
-            continue
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue  # not a key we can read (or encrypted): cannot be compared, not the CA's
         if key.public_key() == ca_public:
             found.append(path)
     return found

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -121,8 +121,8 @@ def check(payload: bytes, signature: bytes, public_key: ed25519.Ed25519PublicKey
 def load_public_key(pem: bytes) -> ed25519.Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError):
-        raise FvsError(ErrorCode.INVALID_REQUEST, "not a PEM public key") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # found by fuzzing
+        raise FvsError(ErrorCode.INVALID_REQUEST, "not a usable PEM public key") from None
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise FvsError(ErrorCode.INVALID_REQUEST, "the receipt key must be an Ed25519 key")
     return key
@@ -131,7 +131,7 @@ def load_public_key(pem: bytes) -> ed25519.Ed25519PublicKey:
 def _load_private(path: Path) -> ed25519.Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), None)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ConfigError(f"cannot load the receipt signing key {path}: {exc}") from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError(f"the receipt signing key {path} is not an Ed25519 key")
