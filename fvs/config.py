@@ -35,6 +35,12 @@ class ServerSettings(BaseModel):
     # refused, and accepted calls under overload wait at most about the bound.
     max_queue: int = Field(default=64, ge=0, le=100_000)
     max_queue_wait_ms: float = Field(default=500.0, ge=0)
+    # Seconds between checks of the audit trail and the stores for the health service (a call
+    # that fails closed reports NOT_SERVING at once; the check reports SERVING again).
+    health_probe_s: float = Field(default=2.0, gt=0, le=300)
+    # Share the port with other FVS processes (SO_REUSEPORT, multi-process serving); off, a
+    # taken address is an error at start.
+    reuse_port: bool = False
     # Largest gRPC message accepted (bytes); images are further limited by the pipeline.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
@@ -65,6 +71,13 @@ class BatchingSettings(BaseModel):
 class PipelineSettings(BaseModel):
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=10_000)
+    # Decoded pixels at their stored depth and channels (16-bit RGBA: 8 bytes a pixel) are
+    # refused past this many bytes, from the header, before decoding (IMAGE_TOO_LARGE,
+    # limit=decoded_bytes). With max_image_bytes and max_image_pixels it bounds a call's
+    # decode memory (README "Security").
+    max_decoded_bytes: int = Field(default=160 * 1024 * 1024, ge=1024 * 1024)
+    # JPEGs over this many pixels are decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling).
+    reduce_above_pixels: int = Field(default=16_000_000, ge=1_000_000)
     # Detector input sizes (square, multiples of 32); the image is letterboxed into each and the
     # detections merged. Empty (the default) sizes the detector to the image: the long side
     # rounded up to a multiple of 32, at most detector_max_size, plus a detector_coarse_size

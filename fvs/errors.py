@@ -63,6 +63,7 @@ class ErrorCode(enum.Enum):
     OVERLOADED = "OVERLOADED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     CANCELLED = "CANCELLED"
+    RATE_LIMITED = "RATE_LIMITED"  # the permit's calls per second (issue 10)
     # administration
     AGENCY_NOT_FOUND = "AGENCY_NOT_FOUND"
     PERMIT_NOT_FOUND = "PERMIT_NOT_FOUND"
@@ -108,6 +109,7 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.OVERLOADED: Kind.OVERLOADED,
     ErrorCode.DEADLINE_EXCEEDED: Kind.DEADLINE,
     ErrorCode.CANCELLED: Kind.CANCELLED,
+    ErrorCode.RATE_LIMITED: Kind.OVERLOADED,
     ErrorCode.AGENCY_NOT_FOUND: Kind.NOT_FOUND,
     ErrorCode.PERMIT_NOT_FOUND: Kind.NOT_FOUND,
     ErrorCode.SYSTEM_NOT_FOUND: Kind.NOT_FOUND,

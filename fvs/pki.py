@@ -1,8 +1,16 @@
 """A deployment's private PKI: its CA, the server certificate, client certificates.
 
-Files in a PKI folder: ``ca.pem`` / ``ca.key`` (keep the key offline in production),
-``server.pem`` / ``server.key``, and one ``<name>.pem`` / ``<name>.key`` per issued client.
-Keys are EC P-256, written with mode 0600.
+``fvs pki init DIR`` lays the files out so that the serving host never needs the CA's key:
+
+- ``DIR/ca/``: ``ca.pem`` and ``ca.key``, the certificate authority (keep the key offline);
+- ``DIR/server/``: ``server.pem``, ``server.key``, ``ca.pem`` and ``receipt.key`` (the
+  Ed25519 key that signs verification receipts): all the server needs, ``--tls-dir``;
+- ``DIR/clients/``: ``<name>.pem`` / ``<name>.key`` of issued clients (administrator, health
+  probe) with a copy of ``ca.pem``;
+- ``DIR/receipt-public.pem``: the receipt public key, for agencies to check receipts.
+
+The server refuses to start from a folder that holds the CA's private key. Keys are EC P-256
+(TLS) or Ed25519 (receipts), written with mode 0600.
 """
 
 from __future__ import annotations
@@ -15,15 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fvs.errors import ErrorCode, FvsError
+from fvs.limits import shorten
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
+CA_DIR = "ca"
+SERVER_DIR = "server"
+CLIENTS_DIR = "clients"
+RECEIPT_KEY = "receipt.key"
+RECEIPT_PUBLIC = "receipt-public.pem"
 
 
 @dataclass(frozen=True)
@@ -41,8 +55,10 @@ def fingerprint(cert: x509.Certificate) -> str:
 def load_certificate(pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise FvsError(ErrorCode.INVALID_CERTIFICATE, f"not a PEM certificate: {exc}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        raise FvsError(
+            ErrorCode.INVALID_CERTIFICATE, f"not a PEM certificate: {shorten(str(exc), 200)}"
+        ) from None
 
 
 def fingerprint_of_pem(pem: bytes) -> str:
@@ -80,10 +96,14 @@ class CertificateAuthority:
 
     @classmethod
     def load(cls, folder: Path) -> CertificateAuthority:
+        """The CA in ``folder`` (``ca.pem`` + ``ca.key``), or in ``folder/ca`` (the layout of
+        ``fvs pki init``)."""
+        if not (folder / "ca.key").exists() and (folder / CA_DIR / "ca.key").exists():
+            folder = folder / CA_DIR
         try:
             cert = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
             key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise FvsError(
                 ErrorCode.INVALID_CERTIFICATE, f"cannot load the CA from {folder}: {exc}"
             ) from exc
@@ -182,14 +202,18 @@ class CertificateAuthority:
     def sign_csr(self, csr_pem: bytes, organisation: str, days: int = LEAF_DAYS) -> Issued:
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as exc:
-            raise FvsError(ErrorCode.INVALID_CERTIFICATE, f"not a PEM CSR: {exc}") from None
-        if not csr.is_signature_valid:
+            valid = csr.is_signature_valid
+            key = csr.public_key()
+            names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+            # found by fuzzing: a CSR that parses may still hold a key or name that does not
+            raise FvsError(
+                ErrorCode.INVALID_CERTIFICATE, f"not a usable PEM CSR: {shorten(str(exc), 200)}"
+            ) from None
+        if not valid:
             raise FvsError(ErrorCode.INVALID_CERTIFICATE, "the CSR signature is invalid")
-        key = csr.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise FvsError(ErrorCode.INVALID_CERTIFICATE, "only EC (P-256) keys are accepted")
-        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(names[0].value) if names else "agency-system"
         return self.issue(common_name, organisation, public_key=key, days=days)
 
@@ -214,17 +238,80 @@ def save_issued(issued: Issued, folder: Path, name: str) -> tuple[Path, Path | N
     return cert_path, key_path
 
 
+def server_dir(folder: Path) -> Path:
+    """The serving host's folder (``--tls-dir``) in a PKI laid out by :func:`init_pki`."""
+    return folder / SERVER_DIR
+
+
+def clients_dir(folder: Path) -> Path:
+    return folder / CLIENTS_DIR
+
+
+def ed25519_key_pem(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_pem(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def init_pki(
     folder: Path, organisation: str, hosts: list[str]
 ) -> tuple[CertificateAuthority, Issued]:
-    """Create a CA and a server certificate for ``hosts`` (plus localhost) in ``folder``."""
-    if (folder / "ca.key").exists():
+    """Create a CA (``folder/ca``), and the server's certificate for ``hosts`` (plus
+    localhost), its copy of the CA certificate and its receipt-signing key
+    (``folder/server``)."""
+    if (folder / "ca.key").exists() or (folder / CA_DIR / "ca.key").exists():
         raise FvsError(
             ErrorCode.ALREADY_EXISTS, f"{folder} already holds a CA; refusing to replace it"
         )
     ca = CertificateAuthority.create(organisation)
-    ca.save(folder)
+    ca.save(folder / CA_DIR)
     names = list(dict.fromkeys([*hosts, "localhost", "127.0.0.1", "::1"]))
     server = ca.issue("fvs-server", organisation, server_names=names)
-    save_issued(server, folder, "server")
+    serving = server_dir(folder)
+    save_issued(server, serving, "server")
+    _write(serving / "ca.pem", ca.pem)
+    receipt = ed25519.Ed25519PrivateKey.generate()
+    _write(serving / RECEIPT_KEY, ed25519_key_pem(receipt), private=True)
+    _write(serving / RECEIPT_PUBLIC, public_key_pem(receipt))
+    _write(folder / RECEIPT_PUBLIC, public_key_pem(receipt))
+    _write(clients_dir(folder) / "ca.pem", ca.pem)
     return ca, server
+
+
+def ca_keys_in(folder: Path) -> list[Path]:
+    """Files in ``folder`` that hold the private key of the CA whose certificate is
+    ``folder/ca.pem`` (or any file named ``ca.key``): a serving folder must hold none."""
+    found: list[Path] = []
+    try:
+        ca_public = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes()).public_key()
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
+        ca_public = None
+    try:
+        entries = sorted(p for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return found
+    for path in entries:
+        if path.name == "ca.key":
+            found.append(path)
+            continue
+        try:
+            data = path.read_bytes()[:65536]
+        except OSError:
+            continue
+        if b"PRIVATE KEY" not in data or ca_public is None:
+            continue
+        try:
+            key = serialization.load_pem_private_key(data, None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue  # not a key we can read (or encrypted): cannot be compared, not the CA's
+        if key.public_key() == ca_public:
+            found.append(path)
+    return found

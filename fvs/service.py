@@ -18,6 +18,7 @@ from fvs.domain import (
     VerifyResult,
 )
 from fvs.errors import ErrorCode, FvsError
+from fvs.limits import check_image, check_verify
 from fvs.observability import hooks
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import ScoreMapping, cosine
@@ -28,35 +29,9 @@ from fvs.store.synthetic import minimal_citizen
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_ID = 128
-MAX_PURPOSE = 64
-MAX_CONSENT_REFERENCE = 256
-
-
-def _require_image(image: bytes) -> None:
-    if not image:
-        raise FvsError(ErrorCode.IMAGE_MISSING, "image is empty", field="image")
-
-
-def _check_text(value: str, field: str, limit: int) -> None:
-    if len(value) > limit or not value.isprintable():
-        raise FvsError(
-            ErrorCode.INVALID_REQUEST,
-            f"{field} must be at most {limit} printable characters",
-            field=field,
-        )
-
 
 def _request_id(given: str) -> str:
-    if not given:
-        return uuid.uuid4().hex
-    if len(given) > MAX_REQUEST_ID or not given.isascii() or not given.isprintable():
-        raise FvsError(
-            ErrorCode.INVALID_REQUEST,
-            f"request_id must be at most {MAX_REQUEST_ID} printable ASCII characters",
-            field="request_id",
-        )
-    return given
+    return given or uuid.uuid4().hex
 
 
 class FaceService:
@@ -98,12 +73,8 @@ class FaceService:
 
     def verify(self, request: VerifyRequest) -> VerifyResult:
         start = time.perf_counter()
-        cid.validate(request.citizen_id)
-        _require_image(request.image)
+        check_verify(request)  # the intake ran these already; a direct caller gets them here
         request_id = _request_id(request.request_id)
-        _check_text(request.purpose, "purpose", MAX_PURPOSE)
-        if request.consent is not None:
-            _check_text(request.consent.reference, "consent.reference", MAX_CONSENT_REFERENCE)
         pipeline = self.pipeline
         indexed = self.index.lookup(request.citizen_id) if self.index is not None else None
         if indexed is not None:
@@ -151,7 +122,7 @@ class FaceService:
 
     def enroll(self, request: EnrollRequest) -> EnrollResult:
         cid.validate(request.citizen_id)
-        _require_image(request.image)
+        check_image(request.image, None)
         pipeline = self.pipeline
         with hooks.timed("store"):
             exists = self.store.get_citizen(request.citizen_id) is not None

@@ -29,6 +29,7 @@ from fvs.access.model import (
 )
 from fvs.audit import log as audit_log
 from fvs.errors import ErrorCode, FvsError
+from fvs.limits import quoted
 from fvs.pki import fingerprint, load_certificate, verify_issued_by
 
 T = TypeVar("T")
@@ -37,6 +38,8 @@ CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 500
+MAX_RATE_PER_S = 100_000.0
+MAX_BURST = 100_000
 
 _ACTIONS = {
     "suspend": PermitStatus.SUSPENDED,
@@ -47,7 +50,9 @@ _ACTIONS = {
 
 def _check(pattern: re.Pattern[str], value: str, field: str) -> str:
     if not pattern.match(value):
-        raise FvsError(ErrorCode.INVALID_REQUEST, f"{field} {value!r} is not valid", field=field)
+        raise FvsError(
+            ErrorCode.INVALID_REQUEST, f"{field} {quoted(value)} is not valid", field=field
+        )
     return value
 
 
@@ -79,8 +84,11 @@ class AdminService:
         details: dict[str, str],
         fn: Callable[[], T],
         mutates: bool = True,
+        problem: FvsError | None = None,
     ) -> T:
-        facts = CallFacts(Operation.ADMIN, action=action, details=details, mutates=mutates)
+        facts = CallFacts(
+            Operation.ADMIN, action=action, details=details, mutates=mutates, problem=problem
+        )
         return self.gate.run(caller, facts, lambda _auth: fn())
 
     def add_agency(
@@ -152,7 +160,10 @@ class AdminService:
         purposes: list[str],
         valid_from: dt.datetime | None,
         valid_until: dt.datetime | None,
+        problem: FvsError | None = None,
     ) -> Permit:
+        """``problem``: a refusal found while reading the request (e.g. a malformed time)."""
+
         def act() -> Permit:
             start = valid_from or _now()
             if valid_until is None:
@@ -185,7 +196,7 @@ class AdminService:
             "purposes": ",".join(purposes),
             "valid_until": valid_until.isoformat() if valid_until else "",
         }
-        result: Permit = self._run(caller, "GrantPermit", details, act)
+        result: Permit = self._run(caller, "GrantPermit", details, act, problem=problem)
         return result
 
     def change_permit(self, caller: Caller, permit_id: int, action: str, reason: str) -> Permit:
@@ -202,6 +213,31 @@ class AdminService:
         result: Permit = self._run(caller, f"{action.capitalize()}Permit", details, act)
         return result
 
+    def set_rate_limit(
+        self, caller: Caller, permit_id: int, rate_per_s: float, burst: int
+    ) -> Permit:
+        """Limit Verify calls under a permit to ``rate_per_s`` a second with ``burst`` at
+        once; ``rate_per_s`` 0 removes the limit."""
+
+        def act() -> Permit:
+            if not 0 <= rate_per_s <= MAX_RATE_PER_S:  # NaN fails this too
+                raise FvsError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"rate_per_s must be 0 (no limit) to {MAX_RATE_PER_S}",
+                    field="rate_per_s",
+                )
+            if rate_per_s > 0 and not (1 <= burst <= MAX_BURST):
+                raise FvsError(
+                    ErrorCode.INVALID_REQUEST, f"burst must be 1 to {MAX_BURST}", field="burst"
+                )
+            return self.store.set_rate_limit(
+                permit_id, rate_per_s if rate_per_s > 0 else None, burst
+            )
+
+        details = {"permit": str(permit_id), "rate_per_s": f"{rate_per_s:g}", "burst": str(burst)}
+        result: Permit = self._run(caller, "SetRateLimit", details, act)
+        return result
+
     def register_system(
         self,
         caller: Caller,
@@ -211,13 +247,27 @@ class AdminService:
         cert_pem: bytes | None = None,
         fingerprint_hex: str = "",
         roles: frozenset[Role] = frozenset({Role.AGENCY}),
+        issue: Callable[[], bytes] | None = None,
     ) -> System:
-        """Register a client by its certificate (checked against the CA) or its fingerprint."""
+        """Register a client by its certificate (checked against the CA) or its fingerprint.
+
+        ``issue``, when given, makes the certificate (and writes its files): it runs only
+        once the name is valid, the agency exists and the name is free, so a refused
+        registration leaves nothing behind.
+        """
 
         def act() -> System:
             _check(NAME, name, "name")
-            if cert_pem is not None:
-                cert = load_certificate(cert_pem)
+            if agency:
+                self.store.agency(agency)
+            if any(s.name == name for s in self.store.systems_of(agency)):
+                raise FvsError(
+                    ErrorCode.ALREADY_EXISTS,
+                    f"system {agency or 'operator'}/{name} is already registered",
+                )
+            pem = issue() if issue is not None else cert_pem
+            if pem is not None:
+                cert = load_certificate(pem)
                 if self.ca_pem is not None:
                     verify_issued_by(cert, load_certificate(self.ca_pem))
                 fp, subject = fingerprint(cert), cert.subject.rfc4514_string()
@@ -274,12 +324,15 @@ class AdminService:
 
 
 def read_ca_pem(pki_dir: Path | None) -> bytes | None:
+    """The CA certificate in ``pki_dir`` (or ``pki_dir/ca``, the layout of `fvs pki init`)."""
     if pki_dir is None:
         return None
-    try:
-        return (pki_dir / "ca.pem").read_bytes()
-    except OSError:
-        return None
+    for path in (pki_dir / "ca.pem", pki_dir / "ca" / "ca.pem"):
+        try:
+            return path.read_bytes()
+        except OSError:
+            continue
+    return None
 
 
 __all__ = ["AdminService", "Authorization", "read_ca_pem"]

@@ -23,6 +23,7 @@ from fvs.audit.keys import citizen_hash, load_or_create_key
 from fvs.audit.log import LOG_FILE, AuditLog
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
+from fvs.limits import MAX_DETAIL_ITEMS, recordable
 from fvs.observability import hooks
 from fvs.observability.context import note_agency
 
@@ -48,6 +49,9 @@ class CallFacts:
     # A call that changes state gets a STARTED record before it acts, so that a change is
     # never left unaudited even when the closing record cannot be written.
     mutates: bool = False
+    # A refusal found by the intake (fvs.intake) before the access rules: the gate records
+    # it and raises it without authorising anything.
+    problem: FvsError | None = None
 
 
 Outcome = Callable[[Any], dict[str, Any]]
@@ -95,6 +99,8 @@ class Gate:
         start = time.perf_counter()
         auth: Authorization | None = None
         try:
+            if facts.problem is not None:
+                raise facts.problem
             auth = self.policy.authorize(caller, facts.operation, facts.purpose, facts.consent)
             hooks.stage("gate", time.perf_counter() - start)
             if facts.mutates:
@@ -157,19 +163,29 @@ class Gate:
             "time": dt.datetime.now(dt.UTC).isoformat(),
             "agency": system.agency_code if system is not None else "",
             "system": system_label,
-            "peer": caller.peer,
-            "operation": operation,
-            "purpose": facts.purpose,
-            "consent_ref": facts.consent.reference if facts.consent else "",
+            "peer": recordable(caller.peer),
+            "operation": recordable(operation),
+            "purpose": recordable(facts.purpose),
+            "consent_ref": recordable(facts.consent.reference) if facts.consent else "",
             "citizen": citizen_hash(self.citizen_key, facts.citizen_id),
             "outcome": outcome,
             "reason": reason,
-            "request_id": fields.pop("request_id", facts.request_id),
+            "request_id": recordable(fields.pop("request_id", facts.request_id)),
             "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
             "conditions": conditions,
             "permit": auth.permit_id if auth and auth.permit_id is not None else None,
-            "details": facts.details,
+            "details": _bounded_details(facts.details),
             **fields,
         }
         note_agency(record["agency"])  # for the call's log lines and metrics
         self.audit.append(record)  # raises AUDIT_UNAVAILABLE: the caller gets no result
+
+
+def _bounded_details(details: dict[str, str]) -> dict[str, str]:
+    """An admin call's details as the audit record holds them: a few short fields (every
+    value a caller sent is bounded, whatever the caller of the gate passed)."""
+    items = list(details.items())
+    bounded = {recordable(k, 64): recordable(v) for k, v in items[:MAX_DETAIL_ITEMS]}
+    if len(items) > MAX_DETAIL_ITEMS:
+        bounded["omitted_fields"] = str(len(items) - MAX_DETAIL_ITEMS)
+    return bounded

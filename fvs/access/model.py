@@ -75,6 +75,10 @@ class Permit:
     purposes: tuple[str, ...]
     conditions_version: str
     granted_at: dt.datetime
+    # Verify calls per second allowed under this permit, and the burst above that rate
+    # (token bucket); None: no limit.
+    rate_per_s: float | None = None
+    burst: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from fvs.access.model import (
     Role,
     System,
 )
+from fvs.access.rate import RateLimiter
 from fvs.access.store import AccessStore
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
@@ -32,9 +33,12 @@ class ConsentRules:
 
 
 class AccessPolicy:
-    def __init__(self, store: AccessStore, consent: ConsentRules) -> None:
+    def __init__(
+        self, store: AccessStore, consent: ConsentRules, limiter: RateLimiter | None = None
+    ) -> None:
         self.store = store
         self.consent = consent
+        self.limiter = limiter or RateLimiter()
 
     def identify(self, caller: Caller) -> System:
         if caller.insecure_dev:
@@ -74,7 +78,9 @@ class AccessPolicy:
         if operation is Operation.VERIFY:
             self._check_purpose_exists(purpose)
             if system is not DEV_SYSTEM:  # the development system holds every purpose
-                permit_id = self._permit_for(system, purpose, now).id
+                permit = self._permit_for(system, purpose, now)
+                self._check_rate(permit)
+                permit_id = permit.id
             self._check_consent(consent, now)
         return Authorization(system, permit_id, self.store.conditions_version())
 
@@ -118,6 +124,23 @@ class AccessPolicy:
             why = f"expired at {permit.valid_until.isoformat()}"
         reason = f": {permit.status_reason}" if permit.status is not PermitStatus.ACTIVE else ""
         raise FvsError(code, f"permit {permit.id} is {why}{reason}", permit=str(permit.id))
+
+    def _check_rate(self, permit: Permit) -> None:
+        if permit.rate_per_s is None:
+            return
+        burst = permit.burst or 1
+        wait = self.limiter.take(permit.id, permit.rate_per_s, burst)
+        if wait > 0:
+            error = FvsError(
+                ErrorCode.RATE_LIMITED,
+                f"permit {permit.id} allows {permit.rate_per_s:g} calls per second (burst "
+                f"{burst}); retry in {wait * 1000:.0f} ms",
+                permit=str(permit.id),
+                rate_per_s=f"{permit.rate_per_s:g}",
+                burst=str(burst),
+            )
+            error.retry_after_s = wait
+            raise error
 
     def _check_consent(self, consent: Consent | None, now: dt.datetime) -> None:
         if consent is None or not consent.reference.strip():

@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS systems (
     registered_at TEXT NOT NULL,
     UNIQUE (agency_code, name)
 );
+-- Per-permit rate limits (issue 10): Verify calls per second and burst, in a table of their
+-- own so that it ports to a schema migration as one step. No row: no limit.
+CREATE TABLE IF NOT EXISTS permit_rate_limits (
+    permit_id   INTEGER PRIMARY KEY REFERENCES permits(id),
+    calls_per_s REAL NOT NULL CHECK (calls_per_s > 0),
+    burst       INTEGER NOT NULL CHECK (burst >= 1)
+);
 CREATE TABLE IF NOT EXISTS conditions (
     version      TEXT PRIMARY KEY,
     summary      TEXT NOT NULL,
@@ -83,6 +90,13 @@ INSERT OR IGNORE INTO purposes VALUES
      '2024-06-18T00:00:00+00:00'),
     ('GOV_SERVICE', 'Proving identity to use a state e-service', '2024-06-18T00:00:00+00:00');
 """
+
+
+_PERMIT_SELECT = (
+    "SELECT p.id, p.agency_code, p.status, p.status_reason, p.status_changed_at, p.valid_from,"
+    " p.valid_until, p.conditions_version, p.granted_at, r.calls_per_s, r.burst"
+    " FROM permits p LEFT JOIN permit_rate_limits r ON r.permit_id = p.id"
+)
 
 
 def _ts(value: dt.datetime) -> str:
@@ -201,7 +215,7 @@ class AccessStore:
         return self.permit(permit_id)
 
     def permit(self, permit_id: int) -> Permit:
-        rows = self.db.read("SELECT * FROM permits WHERE id = ?", (permit_id,))
+        rows = self.db.read(_PERMIT_SELECT + " WHERE p.id = ?", (permit_id,))
         if not rows:
             raise FvsError(ErrorCode.PERMIT_NOT_FOUND, f"no permit {permit_id}")
         return self._permit(rows[0])
@@ -222,11 +236,13 @@ class AccessStore:
             purposes=tuple(str(p[0]) for p in purposes),
             conditions_version=str(r[7]),
             granted_at=_dt(r[8]),
+            rate_per_s=None if r[9] is None else float(str(r[9])),
+            burst=None if r[10] is None else int(str(r[10])),
         )
 
     def permits_of(self, agency_code: str) -> list[Permit]:
         rows = self.db.read(
-            "SELECT * FROM permits WHERE agency_code = ? ORDER BY id DESC", (agency_code,)
+            _PERMIT_SELECT + " WHERE p.agency_code = ? ORDER BY p.id DESC", (agency_code,)
         )
         return [self._permit(r) for r in rows]
 
@@ -249,6 +265,20 @@ class AccessStore:
                 " WHERE id = ?",
                 (status.value, reason, _ts(now), permit_id),
             )
+        return self.permit(permit_id)
+
+    def set_rate_limit(self, permit_id: int, rate_per_s: float | None, burst: int) -> Permit:
+        """Limit Verify calls under a permit (None: remove the limit)."""
+        self.permit(permit_id)
+        with self.db.tx() as conn:
+            if rate_per_s is None:
+                conn.execute("DELETE FROM permit_rate_limits WHERE permit_id = ?", (permit_id,))
+            else:
+                conn.execute(
+                    "INSERT INTO permit_rate_limits VALUES (?, ?, ?) ON CONFLICT (permit_id)"
+                    " DO UPDATE SET calls_per_s = excluded.calls_per_s, burst = excluded.burst",
+                    (permit_id, rate_per_s, burst),
+                )
         return self.permit(permit_id)
 
     # systems --------------------------------------------------------------------------

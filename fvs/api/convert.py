@@ -23,25 +23,48 @@ from fvs.domain import (
     VerifyRequest,
     VerifyResult,
 )
-from fvs.errors import FvsError
+from fvs.errors import ErrorCode, FvsError
+from fvs.receipts import Receipt
+
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
 
 
-def verify_request(msg: verification_pb2.VerifyRequest) -> VerifyRequest:
-    consent = None
-    if msg.HasField("consent"):
-        given = (
-            msg.consent.given_at.ToDatetime(tzinfo=dt.UTC)
-            if msg.consent.HasField("given_at")
-            else None
+def time_of(stamp: timestamp_pb2.Timestamp, field: str) -> dt.datetime:
+    """A Timestamp as an aware UTC datetime; INVALID_REQUEST when it is out of range."""
+    if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos <= 999_999_999):
+        raise FvsError(
+            ErrorCode.INVALID_REQUEST,
+            f"{field} is not a valid time: seconds must fall in years 1 to 9999 and nanos in "
+            "0 to 999999999",
+            field=field,
         )
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def verify_request(
+    msg: verification_pb2.VerifyRequest,
+) -> tuple[VerifyRequest, FvsError | None]:
+    """The domain request, and the refusal for a malformed field (never an exception)."""
+    consent = None
+    problem: FvsError | None = None
+    if msg.HasField("consent"):
+        given = None
+        if msg.consent.HasField("given_at"):
+            try:
+                given = time_of(msg.consent.given_at, "consent.given_at")
+            except FvsError as exc:
+                problem = exc
         consent = Consent(reference=msg.consent.reference, given_at=given)
-    return VerifyRequest(
+    request = VerifyRequest(
         citizen_id=msg.citizen_id,
         image=msg.image,
         purpose=msg.purpose,
         consent=consent,
         request_id=msg.request_id,
     )
+    return request, problem
 
 
 def enroll_request(msg: registry_pb2.EnrollRequest) -> EnrollRequest:
@@ -93,8 +116,18 @@ def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def verify_response(result: VerifyResult) -> verification_pb2.VerifyResponse:
+def verify_response(
+    result: VerifyResult, receipt: Receipt | None = None
+) -> verification_pb2.VerifyResponse:
+    signed = (
+        None
+        if receipt is None
+        else verification_pb2.Receipt(
+            payload=receipt.payload, signature=receipt.signature, key_id=receipt.key_id
+        )
+    )
     return verification_pb2.VerifyResponse(
+        receipt=signed,
         match_score=result.match_score,
         similarity=result.similarity,
         model=result.model,
@@ -193,6 +226,8 @@ def permit(value: Permit) -> admin_pb2.Permit:
         valid_until=timestamp(value.valid_until),
         purposes=list(value.purposes),
         conditions_version=value.conditions_version,
+        rate_per_s=value.rate_per_s,
+        burst=value.burst,
     )
 
 
@@ -207,10 +242,12 @@ def system(value: System) -> admin_pb2.System:
 
 
 def optional_time(message: Any, field: str) -> dt.datetime | None:
+    """The Timestamp field ``field`` of ``message``, None when unset; raises INVALID_REQUEST
+    when it is out of range."""
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=dt.UTC)
+    return time_of(stamp, field)
 
 
 def item_error(error: FvsError) -> verification_pb2.ItemError:

@@ -10,6 +10,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from fvs.errors import ErrorCode, FvsError, Kind
+from fvs.limits import MAX_MESSAGE_TEXT, MAX_METADATA_TEXT, shorten
 
 DOMAIN = "fvs.v1"
 
@@ -37,20 +38,23 @@ def grpc_code(code: ErrorCode) -> grpc.StatusCode:
 def to_grpc_status(error: FvsError) -> grpc.Status:
     """google.rpc.Status with an ErrorInfo (domain fvs.v1, reason = the error code)."""
     code = grpc_code(error.code)
-    info = error_details_pb2.ErrorInfo(
-        reason=error.code.value, domain=DOMAIN, metadata=error.metadata
-    )
+    metadata = {
+        shorten(k, 64): shorten(v, MAX_METADATA_TEXT) for k, v in list(error.metadata.items())[:16]
+    }
+    info = error_details_pb2.ErrorInfo(reason=error.code.value, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     details = [detail]
     if error.retry_after_s is not None:
         retry = error_details_pb2.RetryInfo()
-        retry.retry_delay.FromNanoseconds(max(0, round(error.retry_after_s * 1e9)))
-        packed = any_pb2.Any()
-        packed.Pack(retry)
-        details.append(packed)
+        retry.retry_delay.FromNanoseconds(max(1, int(error.retry_after_s * 1e9)))
+        extra = any_pb2.Any()
+        extra.Pack(retry)
+        details.append(extra)
     message = error.message if error.code is not ErrorCode.INTERNAL else GENERIC_INTERNAL_MESSAGE
-    status = status_pb2.Status(code=code.value[0], message=message, details=details)
+    status = status_pb2.Status(
+        code=code.value[0], message=shorten(message, MAX_MESSAGE_TEXT), details=details
+    )
     result: grpc.Status = rpc_status.to_status(status)
     return result
 

@@ -18,9 +18,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fvs.access.admin import AdminService, read_ca_pem
-from fvs.access.gate import Gate
+from fvs.access.gate import KEYS_DIR, Gate
 from fvs.access.policy import ConsentRules
+from fvs.api.guard import MessageGuard, transport_limit
 from fvs.api.observe import CallObserver
+from fvs.api.readiness import PROBE_CITIZEN, Probe, Readiness, probe_audit, probe_stores
 from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryServicer, Runner
 from fvs.api.v1 import (
     admin_pb2,
@@ -31,12 +33,15 @@ from fvs.api.v1 import (
     verification_pb2_grpc,
 )
 from fvs.config import AccessSettings, Settings
-from fvs.errors import ConfigError
+from fvs.errors import ConfigError, ErrorCode
+from fvs.intake import IntakeLimits
 from fvs.observability import hooks
 from fvs.observability.metrics import Metrics
 from fvs.observability.tracing import Tracing
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
+from fvs.pki import ca_keys_in
+from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
 from fvs.store.sqlite import SqliteStore
 
@@ -59,10 +64,21 @@ class Parts:
     service: FaceService
     gate: Gate
     admin: AdminService
+    receipts: ReceiptSigner
 
     def close(self) -> None:
         self.gate.close()
         self.service.store.close()
+
+    def probe(self) -> Probe:
+        """Whether the audit trail and both stores answer (reads only, writes nothing)."""
+        audit = probe_audit(self.gate.audit)
+        if not audit.ok:
+            return audit
+        return probe_stores(
+            lambda: self.service.store.get_citizen(PROBE_CITIZEN),
+            self.gate.policy.store.conditions_version,
+        )
 
 
 def build_parts(settings: Settings) -> Parts:
@@ -75,11 +91,18 @@ def build_parts(settings: Settings) -> Parts:
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
     gate = Gate.open(data_dir, rules)
-    return Parts(service, gate, AdminService(gate, read_ca_pem(settings.access.tls_dir)))
+    tls_dir = None if settings.access.tls_dir is None else Path(settings.access.tls_dir)
+    receipts = ReceiptSigner(load_or_create_key(tls_dir, data_dir / KEYS_DIR), gate.citizen_key)
+    return Parts(service, gate, AdminService(gate, read_ca_pem(tls_dir)), receipts)
 
 
 def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
     """Mutual TLS from ``access.tls_dir``; None for --insecure. Raises ConfigError."""
+    if access.insecure and access.tls_dir is not None:
+        raise ConfigError(
+            "--insecure and --tls-dir exclude each other: --insecure serves plaintext, so the "
+            "TLS folder would be silently ignored; pass only one of them"
+        )
     if access.insecure:
         return None
     if access.tls_dir is None:
@@ -88,6 +111,14 @@ def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
             "--insecure to serve plaintext on loopback for development"
         )
     folder = Path(access.tls_dir)
+    held = ca_keys_in(folder)
+    if held:
+        raise ConfigError(
+            f"{folder} holds the CA's private key ({', '.join(p.name for p in held)}): a "
+            "serving host must never hold it, since whoever takes the host could then issue "
+            "certificates for any system. Serve from the folder `fvs pki init` made for the "
+            "server (DIR/server) and keep DIR/ca offline"
+        )
     try:
         key, cert, ca = (folder / n for n in ("server.key", "server.pem", "ca.pem"))
         pair = (key.read_bytes(), cert.read_bytes())
@@ -125,11 +156,21 @@ class FvsServer:
         )
         self.observer = CallObserver(self.metrics, self.tracing)
         self.metrics_port = 0
+        self.guard = MessageGuard(settings.server.max_message_bytes)
         self.server = grpc.aio.server(
-            interceptors=[self.observer],
+            interceptors=[self.observer, self.guard],
             options=[
-                ("grpc.max_receive_message_length", settings.server.max_message_bytes),
+                # FVS refuses (and audits) messages over max_message_bytes itself; gRPC's
+                # core refuses only what is past twice that (fvs.api.guard).
+                (
+                    "grpc.max_receive_message_length",
+                    transport_limit(settings.server.max_message_bytes),
+                ),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
+                # gRPC sets SO_REUSEPORT by default, so a second server on a taken address
+                # would start and split the calls with the first: a taken address is an error
+                # unless port sharing is asked for (--reuse-port, multi-process serving).
+                ("grpc.so_reuseport", 1 if settings.server.reuse_port else 0),
             ],
         )
         runner = Runner(
@@ -141,8 +182,16 @@ class FvsServer:
             capacity=settings.server.workers + settings.server.max_queue,
             workers=settings.server.workers,
             max_queue_wait_s=settings.server.max_queue_wait_ms / 1000.0,
+            limits=IntakeLimits(max_image_bytes=settings.pipeline.max_image_bytes),
+            receipts=parts.receipts,
         )
         self.runner = runner
+        self.guard.refuse = runner.refuse_message
+        self.readiness = Readiness(parts.probe)
+        runner.on_failure = self._call_failed
+        self._monitor: asyncio.Task[None] | None = None
+        self._loaded = False
+        self._reports: set[asyncio.Future[None]] = set()
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(
             FaceVerificationServicer(runner), self.server
         )
@@ -170,10 +219,16 @@ class FvsServer:
             )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._start_observability()
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
+        except RuntimeError as exc:  # grpc's "Failed to bind": taken, or not ours to take
+            raise OSError(
+                f"cannot listen on {address}: the address is in use or not available "
+                "(pass --reuse-port to share a port between FVS processes on purpose)"
+            ) from exc
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         await self.server.start()
@@ -199,7 +254,10 @@ class FvsServer:
             info = pipeline.info
             calibration = pipeline.mapping.id if pipeline.mapping else "provisional"
             self.metrics.set_model(info.pack, info.model_id, info.providers, calibration)
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._loaded = True
+        await loop.run_in_executor(self.runner.audit_executor, self.readiness.check)
+        await self._report()
+        self._monitor = asyncio.ensure_future(self._watch())
         log.info("serving with model %s on %s", pipeline.info.model_id, pipeline.info.providers)
 
     def _start_observability(self) -> None:
@@ -218,6 +276,34 @@ class FvsServer:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot serve metrics on {address}: {exc}") from exc
 
+    def _call_failed(self, code: ErrorCode) -> None:
+        """A call failed closed (audit trail or store unavailable): NOT_SERVING at once."""
+        if self._loaded and self.readiness.failed(code):
+            self._reports.add(report := asyncio.ensure_future(self._report()))
+            report.add_done_callback(self._reports.discard)
+
+    async def _report(self) -> None:
+        serving = self._loaded and self.readiness.serving
+        await self._set_health(
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+
+    async def _watch(self) -> None:
+        """Probe the audit trail and the stores every health_probe_s; report changes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.server.health_probe_s)
+            try:
+                changed = await loop.run_in_executor(
+                    self.runner.audit_executor, self.readiness.check
+                )
+            except RuntimeError:  # the executor is shutting down
+                return
+            if changed:
+                await self._report()
+
     async def stop(self, grace: float | None = None, hurry: asyncio.Event | None = None) -> None:
         """Graceful shutdown: health NOT_SERVING at once; new FVS calls are answered
         UNAVAILABLE / SHUTTING_DOWN while the calls in flight finish, for at most ``grace``
@@ -225,6 +311,9 @@ class FvsServer:
         still running. ``hurry`` set (a second SIGTERM) stops at once. The workers finish the
         call they are in, pending audit records are written, and the sinks are removed."""
         grace = self.settings.server.grace_s if grace is None else grace
+        if self._monitor is not None:
+            self._monitor.cancel()
+        self._loaded = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.observer.draining = True
         loop = asyncio.get_running_loop()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
 import math
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
@@ -33,15 +32,16 @@ from fvs.api.v1 import (
 )
 from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
+from fvs.intake import IntakeLimits, batch_facts, refused, registry_call, verify_call
 from fvs.observability import hooks
 from fvs.observability.context import call_request_id, note_outcome, note_request_id
+from fvs.receipts import Receipt, ReceiptSigner
 from fvs.service import FaceService
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_BATCH_ITEMS = 64
 # Refusals that say a component is down (fvs_component_healthy).
 _FAILED_COMPONENT = {ErrorCode.STORE_UNAVAILABLE: "store", ErrorCode.AUDIT_UNAVAILABLE: "audit"}
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -99,13 +99,19 @@ class Runner:
         capacity: int = 1_000_000,
         workers: int = 1,
         max_queue_wait_s: float = math.inf,
+        limits: IntakeLimits | None = None,
+        receipts: ReceiptSigner | None = None,
     ) -> None:
         self.service = service
+        self.receipts = receipts
+        self.limits = limits or IntakeLimits()
         self.gate = gate
         self.executor = executor
         self.insecure = insecure
         self.admin = admin
         self.admission = Admission(capacity, workers, max_queue_wait_s)
+        # told of every refusal's code: the server flips health on AUDIT/STORE_UNAVAILABLE
+        self.on_failure: Callable[[ErrorCode], None] | None = None
         # refusal records must not queue behind model work
         self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
         self._degraded: set[str] = set()  # components a failure was reported for
@@ -194,6 +200,10 @@ class Runner:
 
         try:
             return await self._in(self.executor, work)
+        except FvsError as exc:
+            if self.on_failure is not None:
+                self.on_failure(exc.code)
+            raise
         except asyncio.CancelledError:
             if job.abandon():  # the worker will never see it: record why here
                 code = ErrorCode.DEADLINE_EXCEEDED if job.expired() else ErrorCode.CANCELLED
@@ -225,35 +235,55 @@ class Runner:
         await self._in(self.audit_executor, self.gate.refuse, caller, facts, error)
         raise error
 
+    def verified(self, request: VerifyRequest, auth: Authorization) -> Verified:
+        """Verify, and sign the receipt of the answer (in the worker, inside the gate)."""
+        result = self.service.verify(request)
+        receipt = None
+        if self.receipts is not None:
+            receipt = self.receipts.issue(
+                request, result, auth.system.agency_code, auth.system.label
+            )
+        return Verified(result, receipt)
+
+    async def refuse_message(
+        self, context: Context, operation: Operation, action: str, problem: FvsError
+    ) -> None:
+        """Audit and refuse a call whose message could not be read (the message guard)."""
+        await self.gated(context, refused(operation, problem, action), lambda _auth: None)
+
     async def admin_call(self, context: Context, fn: Callable[[Any], T]) -> T:
         """An Admin method: authorization and audit happen inside AdminService."""
         caller = caller_of(context, self.insecure)
         return await self._answer(context, "Admin", self._in(self.executor, fn, caller))
 
 
-def _verify_call(request: verification_pb2.VerifyRequest) -> tuple[VerifyRequest, CallFacts]:
-    """The domain request (with a request id generated when none was sent) and its facts."""
-    domain = convert.verify_request(request)
-    if not domain.request_id:
-        domain = replace(domain, request_id=uuid.uuid4().hex)
-    facts = CallFacts(
-        Operation.VERIFY,
-        domain.citizen_id,
-        domain.purpose[:64],
-        domain.consent,
-        domain.request_id[:128],
-    )
-    return domain, facts
+def _verify_call(
+    request: verification_pb2.VerifyRequest, limits: IntakeLimits
+) -> tuple[VerifyRequest, CallFacts]:
+    """The domain request (with a request id generated when none was sent) and its facts,
+    checked by the intake (a malformed or oversized field is refused, audited, before the
+    access rules)."""
+    domain, problem = convert.verify_request(request)
+    return verify_call(domain, limits, problem)
 
 
-def _verify_outcome(result: VerifyResult) -> dict[str, Any]:
-    return {
+class Verified(NamedTuple):
+    result: VerifyResult
+    receipt: Receipt | None
+
+
+def _verify_outcome(verified: tuple[VerifyResult, Receipt | None]) -> dict[str, Any]:
+    result, receipt = verified
+    fields: dict[str, Any] = {
         "score": round(result.match_score, 4),
         "similarity": round(result.similarity, 6),
         "model": result.model,
         "request_id": result.request_id,
         "template_version": result.template_version,
     }
+    if receipt is not None:  # ties the record to the receipt the agency holds
+        fields["receipt"] = hashlib.sha256(receipt.signature).hexdigest()[:32]
+    return fields
 
 
 def _enroll_outcome(result: EnrollResult) -> dict[str, Any]:
@@ -271,33 +301,29 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def Verify(
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
-        domain, facts = _verify_call(request)
+        domain, facts = _verify_call(request, self._r.limits)
         note_request_id(facts.request_id)
-        result = await self._r.gated(
-            context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
+        result, receipt = await self._r.gated(
+            context, facts, lambda auth: self._r.verified(domain, auth), _verify_outcome
         )
-        return convert.verify_response(result)
+        return convert.verify_response(result, receipt)
 
     async def VerifyBatch(
         self, request: verification_pb2.VerifyBatchRequest, context: Context
     ) -> verification_pb2.VerifyBatchResponse:
-        if len(request.items) > MAX_BATCH_ITEMS:
-            error = FvsError(
-                ErrorCode.INVALID_REQUEST,
-                f"at most {MAX_BATCH_ITEMS} items per VerifyBatch",
-                field="items",
-            )
-            await context.abort_with_status(to_grpc_status(error))
+        refused = batch_facts(len(request.items), self._r.limits)
+        if refused is not None:  # audited as one refused call, then INVALID_ARGUMENT
+            await self._r.gated(context, refused, lambda _auth: None)
         results = await asyncio.gather(*[self._item(item, context) for item in request.items])
         return verification_pb2.VerifyBatchResponse(results=results)
 
     async def _item(
         self, item: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyBatchResult:
-        domain, facts = _verify_call(item)
+        domain, facts = _verify_call(item, self._r.limits)
         try:
-            result = await self._r.execute(
-                context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
+            result, receipt = await self._r.execute(
+                context, facts, lambda auth: self._r.verified(domain, auth), _verify_outcome
             )
         except FvsError as exc:
             return verification_pb2.VerifyBatchResult(error=convert.item_error(exc))
@@ -305,7 +331,7 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
             log.exception("a VerifyBatch item failed unexpectedly")
             error = FvsError(ErrorCode.INTERNAL, "internal error")
             return verification_pb2.VerifyBatchResult(error=convert.item_error(error))
-        return verification_pb2.VerifyBatchResult(response=convert.verify_response(result))
+        return verification_pb2.VerifyBatchResult(response=convert.verify_response(result, receipt))
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
@@ -316,8 +342,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         self, request: registry_pb2.EnrollRequest, context: Context
     ) -> registry_pb2.EnrollResponse:
         domain = convert.enroll_request(request)
-        facts = CallFacts(
-            Operation.ENROLL, domain.citizen_id, request_id=call_request_id(), mutates=True
+        facts = registry_call(
+            Operation.ENROLL,
+            domain.citizen_id,
+            domain.image,
+            self._r.limits,
+            mutates=True,
+            request_id=call_request_id(),
         )
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.enroll(domain), _enroll_outcome
@@ -327,7 +358,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def GetCitizen(
         self, request: registry_pb2.GetCitizenRequest, context: Context
     ) -> registry_pb2.Citizen:
-        facts = CallFacts(Operation.GET_CITIZEN, request.citizen_id, request_id=call_request_id())
+        facts = registry_call(
+            Operation.GET_CITIZEN, request.citizen_id, request_id=call_request_id()
+        )
         view = await self._r.gated(
             context, facts, lambda _auth: self._r.service.get_citizen(request.citizen_id)
         )
@@ -336,11 +369,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
     async def DeleteEnrollment(
         self, request: registry_pb2.DeleteEnrollmentRequest, context: Context
     ) -> registry_pb2.DeleteEnrollmentResponse:
-        facts = CallFacts(
+        facts = registry_call(
             Operation.DELETE_ENROLLMENT,
             request.citizen_id,
-            request_id=call_request_id(),
             mutates=True,
+            request_id=call_request_id(),
         )
         deleted = await self._r.gated(
             context,
@@ -408,8 +441,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     async def GrantPermit(
         self, request: admin_pb2.GrantPermitRequest, context: Context
     ) -> admin_pb2.Permit:
-        valid_from = convert.optional_time(request, "valid_from")
-        valid_until = convert.optional_time(request, "valid_until")
+        problem: FvsError | None = None
+        valid_from = valid_until = None
+        try:
+            valid_from = convert.optional_time(request, "valid_from")
+            valid_until = convert.optional_time(request, "valid_until")
+        except FvsError as exc:  # a malformed time: refused and audited like any refusal
+            problem = exc
         permit = await self._r.admin_call(
             context,
             lambda caller: self._a.grant_permit(
@@ -418,6 +456,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 list(request.purposes),
                 valid_from,
                 valid_until,
+                problem=problem,
             ),
         )
         return convert.permit(permit)
@@ -445,6 +484,17 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self, request: admin_pb2.ChangePermitRequest, context: Context
     ) -> admin_pb2.Permit:
         return await self._change(request, context, "revoke")
+
+    async def SetRateLimit(
+        self, request: admin_pb2.SetRateLimitRequest, context: Context
+    ) -> admin_pb2.Permit:
+        permit = await self._r.admin_call(
+            context,
+            lambda caller: self._a.set_rate_limit(
+                caller, request.permit_id, request.rate_per_s, request.burst
+            ),
+        )
+        return convert.permit(permit)
 
     async def RegisterSystem(
         self, request: admin_pb2.RegisterSystemRequest, context: Context

@@ -199,7 +199,7 @@ def verify_chain(path: Path, key: bytes) -> ChainCheck:
                 seq = int(record["seq"])
                 claimed = str(record["hash"])
                 claimed_prev = str(record["prev"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, OverflowError):  # OverflowError: seq 1e999
                 return ChainCheck(False, count, line_no, expected_seq, "unreadable record")
             if seq != expected_seq:
                 what = "missing records before it" if seq > expected_seq else "out of order"
@@ -210,7 +210,7 @@ def verify_chain(path: Path, key: bytes) -> ChainCheck:
                 return ChainCheck(
                     False, count, line_no, seq, "prev does not match the record before"
                 )
-            if not hmac.compare_digest(claimed, chain_hash(key, prev, record)):
+            if not hmac.compare_digest(claimed.encode(), chain_hash(key, prev, record).encode()):
                 return ChainCheck(
                     False, count, line_no, seq, "hash does not match the content: edited or forged"
                 )

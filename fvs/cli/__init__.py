@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 from fvs.cli import admin, client, common, console, evaluate, local
@@ -43,9 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        common.report_error(args, "CONFIG_ERROR", "", str(exc), {})
         return common.EXIT_USAGE
     except FvsError as exc:
-        print(f"error: {exc.code.value}: {exc.message}", file=sys.stderr)
+        from fvs.api.errors import grpc_code
+
+        common.report_error(
+            args, grpc_code(exc.code).name, exc.code.value, exc.message, exc.metadata
+        )
         return common.exit_code_for(exc.code)
     return code

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,10 @@ def register(sub: Any) -> None:
     until = grant.add_mutually_exclusive_group(required=True)
     until.add_argument("--valid-until", help="ISO 8601")
     until.add_argument("--days", type=int, help="valid for this many days")
+    limit = _cmd(permit, "limit", "limit Verify calls under a permit (effective at once)", _limit)
+    limit.add_argument("--permit", type=int, required=True)
+    limit.add_argument("--rate", type=float, required=True, help="calls per second; 0 removes")
+    limit.add_argument("--burst", type=int, default=1, help="calls allowed at once (default 1)")
     for action in ("suspend", "resume", "revoke"):
         change = _cmd(permit, action, f"{action} a permit (effective at once)", _permit_change)
         change.add_argument("--permit", type=int, required=True)
@@ -174,6 +178,8 @@ def _agency_show(args: argparse.Namespace) -> int:
                     "valid_from": p.valid_from,
                     "valid_until": p.valid_until,
                     "conditions": p.conditions_version,
+                    "rate_per_s": p.rate_per_s,
+                    "burst": p.burst,
                 }
                 for p in permits
             ],
@@ -232,6 +238,16 @@ def _permit_grant(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit(args: argparse.Namespace) -> int:
+    with _admin(args) as svc:
+        p = svc.set_rate_limit(local_operator(), args.permit, args.rate, args.burst)
+    if p.rate_per_s is None:
+        print(f"permit {p.id}: no rate limit")
+    else:
+        print(f"permit {p.id}: at most {p.rate_per_s:g} calls per second, burst {p.burst}")
+    return 0
+
+
 def _permit_change(args: argparse.Namespace) -> int:
     with _admin(args) as svc:
         p = svc.change_permit(local_operator(), args.permit, args.permit_command, args.reason)
@@ -239,16 +255,35 @@ def _permit_change(args: argparse.Namespace) -> int:
     return 0
 
 
-def _issue(pki_dir: Path | None, out: Path | None, name: str, org: str, csr: Path | None) -> Any:
+def _issuer(
+    pki_dir: Path | None, out: Path | None, name: str, org: str, csr: Path | None
+) -> Callable[[], bytes]:
+    """A function that issues the certificate and writes it to ``out``; the admin service
+    calls it only once its own checks passed. Nothing in ``out`` is ever overwritten."""
+    from fvs.errors import ErrorCode, FvsError
     from fvs.pki import CertificateAuthority, save_issued
 
     if pki_dir is None or out is None:
         raise SystemExit("error: issuing a certificate needs --pki-dir and --out")
-    ca = CertificateAuthority.load(pki_dir)
-    issued = ca.sign_csr(csr.read_bytes(), org) if csr else ca.issue(name, org)
-    cert_path, key_path = save_issued(issued, out, name)
-    print(f"certificate {cert_path}" + (f", key {key_path}" if key_path else ""))
-    return issued
+
+    def issue() -> bytes:
+        taken = [p for p in (out / f"{name}.pem", out / f"{name}.key") if p.exists()]
+        if taken:
+            raise FvsError(
+                ErrorCode.ALREADY_EXISTS,
+                f"{taken[0]} exists; refusing to overwrite it (choose another --out)",
+            )
+        ca = CertificateAuthority.load(pki_dir)
+        try:
+            csr_pem = csr.read_bytes() if csr else None
+        except OSError as exc:
+            raise SystemExit(f"error: cannot read {csr}: {exc.strerror}") from None
+        issued = ca.sign_csr(csr_pem, org) if csr_pem else ca.issue(name, org)
+        cert_path, key_path = save_issued(issued, out, name)
+        print(f"certificate {cert_path}" + (f", key {key_path}" if key_path else ""))
+        return issued.cert_pem
+
+    return issue
 
 
 def _system_add(args: argparse.Namespace) -> int:
@@ -257,10 +292,9 @@ def _system_add(args: argparse.Namespace) -> int:
     with _admin(args, args.pki_dir) as svc:
         cert_pem = args.cert.read_bytes() if args.cert else None
         fingerprint = args.fingerprint or ""
+        issue = None
         if cert_pem is None and not fingerprint:
-            svc.store.agency(args.agency)  # fail before issuing for an unknown agency
-            issued = _issue(args.pki_dir, args.out, args.name, args.agency, args.csr)
-            cert_pem = issued.cert_pem
+            issue = _issuer(args.pki_dir, args.out, args.name, args.agency, args.csr)
         roles = {Role.AGENCY, Role.REGISTRY} if args.registry else {Role.AGENCY}
         system = svc.register_system(
             local_operator(),
@@ -269,6 +303,7 @@ def _system_add(args: argparse.Namespace) -> int:
             cert_pem=cert_pem,
             fingerprint_hex=fingerprint,
             roles=frozenset(roles),
+            issue=issue,
         )
     rights = " with Registry rights" if args.registry else ""
     print(f"system {system.label} registered{rights} (fingerprint {system.fingerprint})")
@@ -288,10 +323,8 @@ def _operator_add(args: argparse.Namespace) -> int:
 
     roles = frozenset(Role.ADMIN if r == "admin" else Role.REGISTRY for r in args.role)
     with _admin(args, args.pki_dir) as svc:
-        issued = _issue(args.pki_dir, args.out, args.name, "FVS operators", None)
-        system = svc.register_system(
-            local_operator(), "", args.name, cert_pem=issued.cert_pem, roles=roles
-        )
+        issue = _issuer(args.pki_dir, args.out, args.name, "FVS operators", None)
+        system = svc.register_system(local_operator(), "", args.name, roles=roles, issue=issue)
     print(
         f"operator {system.name} registered with roles {', '.join(sorted(r.value for r in roles))}"
     )

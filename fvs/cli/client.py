@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from fvs.cli.common import DEFAULT_SERVER, EXIT_REFUSED, EXIT_UNAVAILABLE
+from fvs.cli.common import DEFAULT_SERVER, EXIT_REFUSED, EXIT_UNAVAILABLE, report_error
 
 
 def client_args(cmd: argparse.ArgumentParser) -> None:
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         with FvsClient(args.server, timeout_s=args.timeout, tls=_tls(args)) as c:
             return _call(c, args)
     except CallFailedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(args, exc.code, exc.reason, exc.message, exc.metadata)
         unavailable = exc.code in {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"}
         return EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
 

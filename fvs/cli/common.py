@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,20 @@ def add_data_dir(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--data-dir", type=Path, help="data directory (default $FVS_STORE__DATA_DIR or ./fvs-data)"
     )
+
+
+def report_error(
+    args: argparse.Namespace, code: str, reason: str, message: str, metadata: dict[str, str]
+) -> None:
+    """A refusal for the user: one JSON object on stdout under --json, else a line (and the
+    ErrorInfo metadata, one ``key=value`` each) on stderr."""
+    if getattr(args, "json", False):
+        error = {"code": code, "reason": reason, "message": message, "metadata": metadata}
+        print_json({"error": error})
+        return
+    print(f"error: {reason or code} ({code}): {message}", file=sys.stderr)
+    for key, value in sorted(metadata.items()):
+        print(f"  {key}={value}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:

@@ -44,6 +44,12 @@ def register_serve(sub: Any) -> None:
         type=float,
         help="seconds in-flight calls get to finish after SIGTERM (default 5)",
     )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other FVS processes (multi-process serving); without it a "
+        "taken address is an error",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -95,6 +101,28 @@ def register(sub: Any) -> None:
     add_data_dir(init)
     init.set_defaults(func=_pki_init)
 
+    receipt = sub.add_parser("receipt", help="signed verification receipts")
+    rsub2 = receipt.add_subparsers(dest="receipt_command", required=True)
+    rverify = rsub2.add_parser(
+        "verify",
+        help="check a receipt offline with the service's public key (exit 0 when genuine)",
+    )
+    rverify.add_argument(
+        "file",
+        type=Path,
+        help="JSON holding the receipt: the output of `fvs verify --json`, or its receipt "
+        "object (payload and signature in base64)",
+    )
+    rverify.add_argument(
+        "--public-key",
+        type=Path,
+        required=True,
+        help="the service's receipt public key (receipt-public.pem from `fvs pki init`)",
+    )
+    rverify.add_argument("--image", type=Path, help="also check the probe photo's hash")
+    rverify.add_argument("--json", action="store_true", help="print the claims as JSON")
+    rverify.set_defaults(func=_receipt_verify)
+
     audit = sub.add_parser("audit", help="the audit trail")
     asub = audit.add_subparsers(dest="audit_command", required=True)
     verify = asub.add_parser("verify", help="check the whole hash chain")
@@ -123,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         observability__metrics_address=args.metrics_address,
         observability__otlp_endpoint=args.otlp_endpoint,
         server__grace_s=args.grace,
+        server__reuse_port=args.reuse_port or None,
     )
     try:
         asyncio.run(serve(s))
@@ -210,14 +239,15 @@ def _pki_init(args: argparse.Namespace) -> int:
     from fvs.access.model import Role
     from fvs.cli.admin import open_admin
     from fvs.cli.common import local_operator
-    from fvs.pki import init_pki, save_issued
+    from fvs.pki import CA_DIR, RECEIPT_PUBLIC, clients_dir, init_pki, save_issued, server_dir
 
     ca, _server = init_pki(args.dir, args.org, args.host)
+    clients = clients_dir(args.dir)
     admin_cert = ca.issue("fvs-admin", args.org)
-    save_issued(admin_cert, args.dir, "admin")
+    save_issued(admin_cert, clients, "admin")
     # For health probes (Docker, Kubernetes): passes the TLS handshake, registered nowhere, so
     # every FVS service refuses it and only grpc.health.v1.Health answers.
-    save_issued(ca.issue("fvs-health-probe", args.org), args.dir, "health")
+    save_issued(ca.issue("fvs-health-probe", args.org), server_dir(args.dir), "health")
     service: AdminService = open_admin(args.data_dir, args.dir)
     try:
         service.register_system(
@@ -229,11 +259,16 @@ def _pki_init(args: argparse.Namespace) -> int:
         )
     finally:
         service.gate.close()
-    print(f"CA, server, administrator and health-probe certificates written to {args.dir}")
-    print(f"  serve with:  fvs serve --tls-dir {args.dir} --address HOST:PORT")
+    serving = server_dir(args.dir)
+    print(f"PKI written to {args.dir}:")
+    print(f"  {args.dir / CA_DIR}/        the CA (ca.key): keep it OFFLINE, never on the server")
+    print(f"  {serving}/    all the server needs (certificate, keys, ca.pem, health probe)")
+    print(f"  {clients}/   the administrator's certificate and key, with ca.pem")
+    print(f"  {args.dir / RECEIPT_PUBLIC}   receipt public key, for agencies")
+    print(f"  serve with:  fvs serve --tls-dir {serving} --address HOST:PORT")
     print(
-        f"  administrator certificate {args.dir}/admin.pem (fingerprint "
-        f"{admin_cert.fingerprint[:16]}...) registered; keep ca.key offline"
+        f"  administrator certificate {clients}/admin.pem (fingerprint "
+        f"{admin_cert.fingerprint[:16]}...) registered"
     )
     return 0
 
@@ -280,4 +315,54 @@ def _audit_export(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _receipt_verify(args: argparse.Namespace) -> int:
+    import base64
+    import binascii
+    import hashlib
+
+    from fvs.errors import ErrorCode, FvsError
+    from fvs.receipts import check, load_public_key
+
+    def bad(message: str) -> FvsError:
+        return FvsError(ErrorCode.INVALID_REQUEST, message)
+
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+        key = load_public_key(args.public_key.read_bytes())
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {exc.filename}: {exc.strerror}") from None
+    except ValueError:
+        raise bad(f"{args.file} is not JSON") from None
+    found = document.get("receipt", document) if isinstance(document, dict) else None
+    if not isinstance(found, dict) or "payload" not in found or "signature" not in found:
+        raise bad(f"{args.file} holds no receipt (payload and signature)")
+    try:
+        payload = base64.b64decode(str(found["payload"]), validate=True)
+        signature = base64.b64decode(str(found["signature"]), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("the receipt's payload and signature must be base64") from None
+    claims = check(payload, signature, key)
+    if args.image is not None:
+        try:
+            digest = hashlib.sha256(args.image.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise SystemExit(f"error: cannot read {args.image}: {exc.strerror}") from None
+        if digest != claims.get("image_sha256"):
+            raise FvsError(
+                ErrorCode.INVALID_REQUEST,
+                f"the receipt is genuine but was issued for another photo than {args.image}",
+                problem="other_image",
+            )
+    if args.json:
+        print(json.dumps({"valid": True, "claims": claims}, ensure_ascii=False, indent=2))
+    else:
+        print(
+            f"receipt GENUINE (key {claims.get('key_id')}): at {claims.get('time')} FVS "
+            f"answered {claims.get('agency')} ({claims.get('system')}) request "
+            f"{claims.get('request_id')} with match score {claims.get('match_score')} "
+            f"(model {claims.get('model')}, mapping {claims.get('score_mapping')})"
+        )
     return 0

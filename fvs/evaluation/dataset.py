@@ -52,15 +52,22 @@ def _lfw_name(person: str, number: str) -> str:
 def read_lfw_pairs(path: Path, dataset: Dataset) -> PairsFile:
     """An LFW pairs file: "N" (one set, then split in 10 folds in file order) or "F N"
     (F folds of N genuine then N impostor lines). Bad lines are reported, not fatal."""
-    lines = path.read_text(encoding="utf-8").splitlines()
     result = PairsFile([])
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        result.problems.append(f"{path}: not UTF-8 text (byte {exc.start})")
+        return result
     header = lines[0].split() if lines else []
-    if len(header) == 1 and header[0].isdigit():
+    if len(header) == 1 and header[0].isascii() and header[0].isdigit():
         folds, per = 1, int(header[0])
-    elif len(header) == 2 and all(h.isdigit() for h in header):
+    elif len(header) == 2 and all(h.isascii() and h.isdigit() for h in header):
         folds, per = int(header[0]), int(header[1])
     else:
         result.problems.append(f"{path}:1: header must be 'N' or 'FOLDS N'")
+        return result
+    if per < 1 or folds < 1:
+        result.problems.append(f"{path}:1: the header's counts must be at least 1")
         return result
     known = set(dataset.images)
     body = lines[1:]
@@ -117,7 +124,8 @@ class Errata:
         excluded: set[str] = set()
         aliases = {frozenset(pair) for pair in extra_aliases}
         if path is not None:
-            for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+            text = path.read_bytes().decode("utf-8", "replace")  # odd bytes match nothing
+            for line in text.splitlines()[1:]:
                 cols = line.split("\t")
                 if len(cols) < 3:
                     continue

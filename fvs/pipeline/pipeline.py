@@ -17,7 +17,7 @@ from fvs.observability import hooks
 from fvs.pipeline import quality
 from fvs.pipeline.align import align
 from fvs.pipeline.batching import MicroBatcher
-from fvs.pipeline.decode import BgrImage, ImageLimits, decode
+from fvs.pipeline.decode import BgrImage, ImageLimits, decode, decode_scaled
 from fvs.pipeline.detector import FaceDetector, landmarks_array, select_subject
 from fvs.pipeline.embedder import Embedder
 from fvs.pipeline.quality import QualityMinimums
@@ -75,7 +75,12 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.settings = settings
-        self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        self.limits = ImageLimits(
+            settings.max_image_bytes,
+            settings.max_image_pixels,
+            settings.max_decoded_bytes,
+            settings.reduce_above_pixels,
+        )
         self.info = ModelInfo(
             pack=manifest.id,
             model_id=manifest.model_id,
@@ -130,11 +135,19 @@ class FacePipeline:
     def decode(self, data: bytes) -> BgrImage:
         return decode(data, self.limits)
 
-    def find_subject(self, image: BgrImage) -> Face:
+    def find_subject(self, image: BgrImage, factor: int = 1) -> Face:
+        """The subject's face in the photo's own pixels (``image`` is the photo reduced by
+        ``factor``: 1, or 2/4/8 for a large JPEG decoded reduced)."""
         faces = self.detector.detect(image)
+        if factor != 1:
+            faces = [_scaled(face, factor) for face in faces]
         height, width = image.shape[:2]
         return select_subject(
-            faces, width, height, self.settings.multiple_faces_ratio, self.settings.min_face_px
+            faces,
+            width * factor,
+            height * factor,
+            self.settings.multiple_faces_ratio,
+            self.settings.min_face_px,
         )
 
     def extract(self, data: bytes, purpose: Stage = "verify") -> Probe:
@@ -166,15 +179,16 @@ class FacePipeline:
     def _extract(self, data: bytes, purpose: Stage) -> Probe:
         timings = Timings()
         start = t = time.perf_counter()
-        image = self.decode(data)
+        image, factor = decode_scaled(data, self.limits)
         timings.decode_ms = _ms(t)
         hooks.stage("decode", timings.decode_ms / 1000.0)
         t = time.perf_counter()
-        face = self.find_subject(image)
+        face = self.find_subject(image, factor)
         timings.detect_ms = _ms(t)
         hooks.stage("detect", timings.detect_ms / 1000.0)
         t = time.perf_counter()
-        crop = align(image, landmarks_array(face), self.manifest.recognizer.input_size)
+        points = (landmarks_array(face) / np.float32(factor)).astype(np.float32)
+        crop = align(image, points, self.manifest.recognizer.input_size)
         timings.align_ms = _ms(t)
         hooks.stage("align", timings.align_ms / 1000.0)
         t = time.perf_counter()
@@ -189,6 +203,20 @@ class FacePipeline:
         hooks.stage("embed", timings.embed_ms / 1000.0)
         timings.total_ms = _ms(start)
         return Probe(face=face, embedding=embedding, timings=timings, quality=face_quality)
+
+
+def _scaled(face: Face, factor: int) -> Face:
+    """``face`` found in an image reduced by ``factor``, in the full image's pixels."""
+    return Face(
+        box=(
+            face.box[0] * factor,
+            face.box[1] * factor,
+            face.box[2] * factor,
+            face.box[3] * factor,
+        ),
+        landmarks=tuple((x * factor, y * factor) for x, y in face.landmarks),
+        score=face.score,
+    )
 
 
 def calibration_path(model: ModelSettings) -> Path:

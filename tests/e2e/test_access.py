@@ -22,7 +22,7 @@ from fvs.audit.keys import load_or_create_key
 from fvs.audit.log import LOG_FILE, read_records, verify_chain
 from fvs.config import Settings
 from fvs.pipeline.pipeline import FacePipeline
-from fvs.pki import CertificateAuthority, Issued, init_pki
+from fvs.pki import CertificateAuthority, Issued, init_pki, server_dir
 from tests.conftest import CITIZEN_A, photo
 from tests.e2e.conftest import ServerThread
 
@@ -63,9 +63,9 @@ def deployment(
 ) -> Iterator[Deployment]:
     pki = tmp_path_factory.mktemp("pki")
     settings = settings_factory()
-    settings.access.tls_dir = pki
     data = settings.store.data_dir
     ca, _ = init_pki(pki, "Test Authority", [])
+    settings.access.tls_dir = server_dir(pki)
     admin = AdminService(Gate.open(data, ConsentRules()), ca.pem)
     other_ca = CertificateAuthority.create("Elsewhere")
     certs = {

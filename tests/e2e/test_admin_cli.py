@@ -33,18 +33,25 @@ def test_operator_flow(tmp_path: Path) -> None:
     pki, data = tmp_path / "pki", tmp_path / "data"
     d = ("--data-dir", str(data))
     ok(fvs("pki", "init", "--dir", str(pki), "--org", "Test DOPA", *d))
+    serving, clients = pki / "server", pki / "clients"
     for name in (
-        "ca.pem",
-        "ca.key",
-        "server.pem",
-        "server.key",
-        "admin.pem",
-        "admin.key",
-        "health.pem",
-        "health.key",
+        "ca/ca.pem",
+        "ca/ca.key",
+        "server/server.pem",
+        "server/server.key",
+        "server/ca.pem",
+        "server/receipt.key",
+        "server/health.pem",
+        "server/health.key",
+        "clients/admin.pem",
+        "clients/admin.key",
+        "receipt-public.pem",
     ):
-        assert (pki / name).exists()
-    assert (pki / "ca.key").stat().st_mode & 0o777 == 0o600
+        assert (pki / name).exists(), name
+    assert (pki / "ca/ca.key").stat().st_mode & 0o777 == 0o600
+    assert (serving / "receipt.key").stat().st_mode & 0o777 == 0o600
+    # the serving folder holds no CA key (and the server checks that, see test_security)
+    assert not any(p.name == "ca.key" for p in serving.iterdir())
     ok(
         fvs(
             "admin",
@@ -113,7 +120,7 @@ def test_operator_flow(tmp_path: Path) -> None:
 
     address = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fvs", "serve", "--tls-dir", str(pki), "--address", address, *d],
+        [sys.executable, "-m", "fvs", "serve", "--tls-dir", str(serving), "--address", address, *d],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -121,15 +128,15 @@ def test_operator_flow(tmp_path: Path) -> None:
     )
     admin_tls = [
         "--ca",
-        str(pki / "ca.pem"),
+        str(clients / "ca.pem"),
         "--cert",
-        str(pki / "admin.pem"),
+        str(clients / "admin.pem"),
         "--key",
-        str(pki / "admin.key"),
+        str(clients / "admin.key"),
     ]
     gw_tls = [
         "--ca",
-        str(pki / "ca.pem"),
+        str(clients / "ca.pem"),
         "--cert",
         str(tmp_path / "bank-a/gateway-1.pem"),
         "--key",
@@ -137,11 +144,11 @@ def test_operator_flow(tmp_path: Path) -> None:
     ]
     health_tls = [
         "--ca",
-        str(pki / "ca.pem"),
+        str(serving / "ca.pem"),
         "--cert",
-        str(pki / "health.pem"),
+        str(serving / "health.pem"),
         "--key",
-        str(pki / "health.key"),
+        str(serving / "health.key"),
     ]
     try:
         wait_serving(address, health_tls)

@@ -42,7 +42,7 @@ def test_pixel_limit_is_judged_from_the_header() -> None:
     # 12000 x 12000 = 144 MP of one colour: a few hundred KB as PNG, 432 MB once decoded.
     big = pil_bytes(Image.new("L", (12000, 12000)), "PNG")
     assert len(big) < LIMITS.max_bytes
-    header = read_header(big, ImageLimits(LIMITS.max_bytes, 10**9))
+    header = read_header(big, ImageLimits(LIMITS.max_bytes, 10**9, max_decoded_bytes=10**10))
     assert (header.width, header.height) == (12000, 12000)
     with pytest.raises(FvsError) as info:
         decode(big, LIMITS)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x66vs/v1/admin.proto\x12\x06\x66vs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\nSupervisor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x02 \x01(\t\"\x9d\x01\n\x06\x41gency\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.fvs.v1.AgencyKind\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1b\n\x13registration_number\x18\x04 \x01(\t\x12\x0f\n\x07mission\x18\x05 \x01(\t\x12\'\n\x0bsupervisors\x18\x06 \x03(\x0b\x32\x12.fvs.v1.Supervisor\"2\n\x10\x41\x64\x64\x41gencyRequest\x12\x1e\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x0e.fvs.v1.Agency\" \n\x10GetAgencyRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"q\n\rAgencyDetails\x12\x1e\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x0e.fvs.v1.Agency\x12\x1f\n\x07permits\x18\x02 \x03(\x0b\x32\x0e.fvs.v1.Permit\x12\x1f\n\x07systems\x18\x03 \x03(\x0b\x32\x0e.fvs.v1.System\"\x15\n\x13ListAgenciesRequest\"8\n\x14ListAgenciesResponse\x12 \n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x0e.fvs.v1.Agency\",\n\x07Purpose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"5\n\x11\x41\x64\x64PurposeRequest\x12 \n\x07purpose\x18\x01 \x01(\x0b\x32\x0f.fvs.v1.Purpose\"\xac\x02\n\x06Permit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.fvs.v1.PermitStatus\x12\x15\n\rstatus_reason\x18\x04 \x01(\t\x12\x35\n\x11status_changed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08purposes\x18\x08 \x03(\t\x12\x1a\n\x12\x63onditions_version\x18\t \x01(\t\"\x9c\x01\n\x12GrantPermitRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12.\n\nvalid_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43hangePermitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\\\n\x06System\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\"x\n\x15RegisterSystemRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\tH\x00\x12\x15\n\x0b\x66ingerprint\x18\x04 \x01(\tH\x00\x42\n\n\x08identity\"8\n\x14SetConditionsRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\"(\n\x15SetConditionsResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*Y\n\nAgencyKind\x12\x1b\n\x17\x41GENCY_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GENCY_KIND_STATE\x10\x01\x12\x17\n\x13\x41GENCY_KIND_PRIVATE\x10\x02*\x7f\n\x0cPermitStatus\x12\x1d\n\x19PERMIT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PERMIT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17PERMIT_STATUS_SUSPENDED\x10\x02\x12\x19\n\x15PERMIT_STATUS_REVOKED\x10\x03\x32\x83\x05\n\x05\x41\x64min\x12\x35\n\tAddAgency\x12\x18.fvs.v1.AddAgencyRequest\x1a\x0e.fvs.v1.Agency\x12<\n\tGetAgency\x12\x18.fvs.v1.GetAgencyRequest\x1a\x15.fvs.v1.AgencyDetails\x12I\n\x0cListAgencies\x12\x1b.fvs.v1.ListAgenciesRequest\x1a\x1c.fvs.v1.ListAgenciesResponse\x12\x38\n\nAddPurpose\x12\x19.fvs.v1.AddPurposeRequest\x1a\x0f.fvs.v1.Purpose\x12\x39\n\x0bGrantPermit\x12\x1a.fvs.v1.GrantPermitRequest\x1a\x0e.fvs.v1.Permit\x12<\n\rSuspendPermit\x12\x1b.fvs.v1.ChangePermitRequest\x1a\x0e.fvs.v1.Permit\x12;\n\x0cResumePermit\x12\x1b.fvs.v1.ChangePermitRequest\x1a\x0e.fvs.v1.Permit\x12;\n\x0cRevokePermit\x12\x1b.fvs.v1.ChangePermitRequest\x1a\x0e.fvs.v1.Permit\x12?\n\x0eRegisterSystem\x12\x1d.fvs.v1.RegisterSystemRequest\x1a\x0e.fvs.v1.System\x12L\n\rSetConditions\x12\x1c.fvs.v1.SetConditionsRequest\x1a\x1d.fvs.v1.SetConditionsResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x66vs/v1/admin.proto\x12\x06\x66vs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\nSupervisor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x02 \x01(\t\"\x9d\x01\n\x06\x41gency\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.fvs.v1.AgencyKind\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1b\n\x13registration_number\x18\x04 \x01(\t\x12\x0f\n\x07mission\x18\x05 \x01(\t\x12\'\n\x0bsupervisors\x18\x06 \x03(\x0b\x32\x12.fvs.v1.Supervisor\"2\n\x10\x41\x64\x64\x41gencyRequest\x12\x1e\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x0e.fvs.v1.Agency\" \n\x10GetAgencyRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"q\n\rAgencyDetails\x12\x1e\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x0e.fvs.v1.Agency\x12\x1f\n\x07permits\x18\x02 \x03(\x0b\x32\x0e.fvs.v1.Permit\x12\x1f\n\x07systems\x18\x03 \x03(\x0b\x32\x0e.fvs.v1.System\"\x15\n\x13ListAgenciesRequest\"8\n\x14ListAgenciesResponse\x12 \n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x0e.fvs.v1.Agency\",\n\x07Purpose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"5\n\x11\x41\x64\x64PurposeRequest\x12 \n\x07purpose\x18\x01 \x01(\x0b\x32\x0f.fvs.v1.Purpose\"\xf2\x02\n\x06Permit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.fvs.v1.PermitStatus\x12\x15\n\rstatus_reason\x18\x04 \x01(\t\x12\x35\n\x11status_changed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08purposes\x18\x08 \x03(\t\x12\x1a\n\x12\x63onditions_version\x18\t \x01(\t\x12\x17\n\nrate_per_s\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x0b \x01(\x05H\x01\x88\x01\x01\x42\r\n\x0b_rate_per_sB\x08\n\x06_burst\"K\n\x13SetRateLimitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\x03\x12\x12\n\nrate_per_s\x18\x02 \x01(\x01\x12\r\n\x05\x62urst\x18\x03 \x01(\x05\"\x9c\x01\n\x12GrantPermitRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12.\n\nvalid_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43hangePermitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\\\n\x06System\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\"x\n\x15RegisterSystemRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\tH\x00\x12\x15\n\x0b\x66ingerprint\x18\x04 \x01(\tH\x00\x42\n\n\x08identity\"8\n\x14SetConditionsRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\"(\n\x15SetConditionsResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*Y\n\nAgencyKind\x12\x1b\n\x17\x41GENCY_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GENCY_KIND_STATE\x10\x01\x12\x17\n\x13\x41GENCY_KIND_PRIVATE\x10\x02*\x7f\n\x0cPermitStatus\x12\x1d\n\x19PERMIT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PERMIT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17PERMIT_STATUS_SUSPENDED\x10\x02\x12\x19\n\x15PERMIT_STATUS_REVOKED\x10\x03\x32\xc0\x05\n\x05\x41\x64min\x12\x35\n\tAddAgency\x12\x18.fvs.v1.AddAgencyRequest\x1a\x0e.fvs.v1.Agency\x12<\n\tGetAgency\x12\x18.fvs.v1.GetAgencyRequest\x1a\x15.fvs.v1.AgencyDetails\x12I\n\x0cListAgencies\x12\x1b.fvs.v1.ListAgenciesRequest\x1a\x1c.fvs.v1.ListAgenciesResponse\x12\x38\n\nAddPurpose\x12\x19.fvs.v1.AddPurposeRequest\x1a\x0f.fvs.v1.Purpose\x12\x39\n\x0bGrantPermit\x12\x1a.fvs.v1.GrantPermitRequest\x1a\x0e.fvs.v1.Permit\x12<\n\rSuspendPermit\x12\x1b.fvs.v1.ChangePermitRequest\x1a\x0e.fvs.v1.Permit\x12;\n\x0cResumePermit\x12\x1b.fvs.v1.ChangePermitRequest\x1a\x0e.fvs.v1.Permit\x12;\n\x0cRevokePermit\x12\x1b.fvs.v1.ChangePermitRequest\x1a\x0e.fvs.v1.Permit\x12;\n\x0cSetRateLimit\x12\x1b.fvs.v1.SetRateLimitRequest\x1a\x0e.fvs.v1.Permit\x12?\n\x0eRegisterSystem\x12\x1d.fvs.v1.RegisterSystemRequest\x1a\x0e.fvs.v1.System\x12L\n\rSetConditions\x12\x1c.fvs.v1.SetConditionsRequest\x1a\x1d.fvs.v1.SetConditionsResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fvs.v1.admin_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.fvs.v1P\001'
-  _globals['_AGENCYKIND']._serialized_start=1487
-  _globals['_AGENCYKIND']._serialized_end=1576
-  _globals['_PERMITSTATUS']._serialized_start=1578
-  _globals['_PERMITSTATUS']._serialized_end=1705
+  _globals['_AGENCYKIND']._serialized_start=1634
+  _globals['_AGENCYKIND']._serialized_end=1723
+  _globals['_PERMITSTATUS']._serialized_start=1725
+  _globals['_PERMITSTATUS']._serialized_end=1852
   _globals['_SUPERVISOR']._serialized_start=63
   _globals['_SUPERVISOR']._serialized_end=106
   _globals['_AGENCY']._serialized_start=109
@@ -56,19 +56,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDPURPOSEREQUEST']._serialized_start=596
   _globals['_ADDPURPOSEREQUEST']._serialized_end=649
   _globals['_PERMIT']._serialized_start=652
-  _globals['_PERMIT']._serialized_end=952
-  _globals['_GRANTPERMITREQUEST']._serialized_start=955
-  _globals['_GRANTPERMITREQUEST']._serialized_end=1111
-  _globals['_CHANGEPERMITREQUEST']._serialized_start=1113
-  _globals['_CHANGEPERMITREQUEST']._serialized_end=1169
-  _globals['_SYSTEM']._serialized_start=1171
-  _globals['_SYSTEM']._serialized_end=1263
-  _globals['_REGISTERSYSTEMREQUEST']._serialized_start=1265
-  _globals['_REGISTERSYSTEMREQUEST']._serialized_end=1385
-  _globals['_SETCONDITIONSREQUEST']._serialized_start=1387
-  _globals['_SETCONDITIONSREQUEST']._serialized_end=1443
-  _globals['_SETCONDITIONSRESPONSE']._serialized_start=1445
-  _globals['_SETCONDITIONSRESPONSE']._serialized_end=1485
-  _globals['_ADMIN']._serialized_start=1708
-  _globals['_ADMIN']._serialized_end=2351
+  _globals['_PERMIT']._serialized_end=1022
+  _globals['_SETRATELIMITREQUEST']._serialized_start=1024
+  _globals['_SETRATELIMITREQUEST']._serialized_end=1099
+  _globals['_GRANTPERMITREQUEST']._serialized_start=1102
+  _globals['_GRANTPERMITREQUEST']._serialized_end=1258
+  _globals['_CHANGEPERMITREQUEST']._serialized_start=1260
+  _globals['_CHANGEPERMITREQUEST']._serialized_end=1316
+  _globals['_SYSTEM']._serialized_start=1318
+  _globals['_SYSTEM']._serialized_end=1410
+  _globals['_REGISTERSYSTEMREQUEST']._serialized_start=1412
+  _globals['_REGISTERSYSTEMREQUEST']._serialized_end=1532
+  _globals['_SETCONDITIONSREQUEST']._serialized_start=1534
+  _globals['_SETCONDITIONSREQUEST']._serialized_end=1590
+  _globals['_SETCONDITIONSRESPONSE']._serialized_start=1592
+  _globals['_SETCONDITIONSRESPONSE']._serialized_end=1632
+  _globals['_ADMIN']._serialized_start=1855
+  _globals['_ADMIN']._serialized_end=2559
 # @@protoc_insertion_point(module_scope)

@@ -101,7 +101,7 @@ class AddPurposeRequest(_message.Message):
     def __init__(self, purpose: _Optional[_Union[Purpose, _Mapping]] = ...) -> None: ...
 
 class Permit(_message.Message):
-    __slots__ = ("id", "agency_code", "status", "status_reason", "status_changed_at", "valid_from", "valid_until", "purposes", "conditions_version")
+    __slots__ = ("id", "agency_code", "status", "status_reason", "status_changed_at", "valid_from", "valid_until", "purposes", "conditions_version", "rate_per_s", "burst")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,8 @@ class Permit(_message.Message):
     VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
     PURPOSES_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
     id: int
     agency_code: str
     status: PermitStatus
@@ -120,7 +122,19 @@ class Permit(_message.Message):
     valid_until: _timestamp_pb2.Timestamp
     purposes: _containers.RepeatedScalarFieldContainer[str]
     conditions_version: str
-    def __init__(self, id: _Optional[int] = ..., agency_code: _Optional[str] = ..., status: _Optional[_Union[PermitStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., purposes: _Optional[_Iterable[str]] = ..., conditions_version: _Optional[str] = ...) -> None: ...
+    rate_per_s: float
+    burst: int
+    def __init__(self, id: _Optional[int] = ..., agency_code: _Optional[str] = ..., status: _Optional[_Union[PermitStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., purposes: _Optional[_Iterable[str]] = ..., conditions_version: _Optional[str] = ..., rate_per_s: _Optional[float] = ..., burst: _Optional[int] = ...) -> None: ...
+
+class SetRateLimitRequest(_message.Message):
+    __slots__ = ("permit_id", "rate_per_s", "burst")
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    permit_id: int
+    rate_per_s: float
+    burst: int
+    def __init__(self, permit_id: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., burst: _Optional[int] = ...) -> None: ...
 
 class GrantPermitRequest(_message.Message):
     __slots__ = ("agency_code", "purposes", "valid_from", "valid_until")

@@ -76,6 +76,11 @@ class AdminStub:
                 request_serializer=fvs_dot_v1_dot_admin__pb2.ChangePermitRequest.SerializeToString,
                 response_deserializer=fvs_dot_v1_dot_admin__pb2.Permit.FromString,
                 _registered_method=True)
+        self.SetRateLimit = channel.unary_unary(
+                '/fvs.v1.Admin/SetRateLimit',
+                request_serializer=fvs_dot_v1_dot_admin__pb2.SetRateLimitRequest.SerializeToString,
+                response_deserializer=fvs_dot_v1_dot_admin__pb2.Permit.FromString,
+                _registered_method=True)
         self.RegisterSystem = channel.unary_unary(
                 '/fvs.v1.Admin/RegisterSystem',
                 request_serializer=fvs_dot_v1_dot_admin__pb2.RegisterSystemRequest.SerializeToString,
@@ -141,6 +146,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRateLimit(self, request, context):
+        """Limit the Verify calls made under a permit (calls per second and burst); beyond it calls
+        get RESOURCE_EXHAUSTED / RATE_LIMITED with a google.rpc.RetryInfo. rate_per_s 0 removes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterSystem(self, request, context):
         """Registers an agency system by a certificate issued by this deployment's CA, or by the
         sha256 fingerprint of its DER certificate.
@@ -197,6 +210,11 @@ def add_AdminServicer_to_server(servicer, server):
             'RevokePermit': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokePermit,
                     request_deserializer=fvs_dot_v1_dot_admin__pb2.ChangePermitRequest.FromString,
+                    response_serializer=fvs_dot_v1_dot_admin__pb2.Permit.SerializeToString,
+            ),
+            'SetRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRateLimit,
+                    request_deserializer=fvs_dot_v1_dot_admin__pb2.SetRateLimitRequest.FromString,
                     response_serializer=fvs_dot_v1_dot_admin__pb2.Permit.SerializeToString,
             ),
             'RegisterSystem': grpc.unary_unary_rpc_method_handler(
@@ -427,6 +445,33 @@ class Admin:
             target,
             '/fvs.v1.Admin/RevokePermit',
             fvs_dot_v1_dot_admin__pb2.ChangePermitRequest.SerializeToString,
+            fvs_dot_v1_dot_admin__pb2.Permit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fvs.v1.Admin/SetRateLimit',
+            fvs_dot_v1_dot_admin__pb2.SetRateLimitRequest.SerializeToString,
             fvs_dot_v1_dot_admin__pb2.Permit.FromString,
             options,
             channel_credentials,

@@ -72,7 +72,7 @@ class VerifyRequest(_message.Message):
     def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings", "false_match_rate", "quality")
+    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings", "false_match_rate", "quality", "receipt")
     MATCH_SCORE_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class VerifyResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     FALSE_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     match_score: float
     similarity: float
     model: str
@@ -93,4 +94,15 @@ class VerifyResponse(_message.Message):
     timings: _common_pb2.StageTimings
     false_match_rate: float
     quality: _common_pb2.Quality
-    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ..., false_match_rate: _Optional[float] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ...) -> None: ...
+    receipt: Receipt
+    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ..., false_match_rate: _Optional[float] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ...) -> None: ...
+
+class Receipt(_message.Message):
+    __slots__ = ("payload", "signature", "key_id")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    key_id: str
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
