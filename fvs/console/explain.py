@@ -84,6 +84,10 @@ REASONS: dict[str, str] = {
         "The server could not write its audit record, so it refused the call (fail closed)."
     ),
     ErrorCode.OVERLOADED.value: "The server is busy. Try again in a moment.",
+    ErrorCode.RATE_LIMITED.value: "Your agency's permit allows only so many calls per second. "
+    "Try again in a moment.",
+    ErrorCode.SHUTTING_DOWN.value: "The server is shutting down. Try again in a moment "
+    "(another server may answer).",
     ErrorCode.DEADLINE_EXCEEDED.value: "The call took longer than the console's time limit.",
     ErrorCode.CANCELLED.value: "The call was cancelled before it reached the model.",
     ErrorCode.AGENCY_NOT_FOUND.value: "No such agency.",

@@ -422,7 +422,8 @@ def test_security_basics(console: Console) -> None:
     connection.close()
     status, answer = _post(console, "/api/verify", body, **json_type, X_FVS_CSRF=token.group(1))
     assert status == 200  # through the console's checks: FVS itself answers
-    assert answer["refusal"]["source"] == "fvs" and answer["refusal"]["reason"] == "UNKNOWN_PURPOSE"
+    # FVS runs its cheap checks (ID, image present, sizes) before authorisation
+    assert answer["refusal"]["source"] == "fvs" and answer["refusal"]["reason"] == "IMAGE_MISSING"
 
 
 def test_console_with_the_testers_own_certificate(
@@ -438,7 +439,7 @@ def test_console_with_the_testers_own_certificate(
 
     pki, tester = tmp_path / "pki", tmp_path / "tester"
     settings = settings_factory()
-    settings.access.tls_dir = pki
+    settings.access.tls_dir = pki / "server"  # the server's folder, without the CA key
     d = ("--data-dir", str(settings.store.data_dir))
     ok(fvs("pki", "init", "--dir", str(pki), *d))
     agency = ("--code", "TESTLAB", "--kind", "STATE", "--name", "Test Lab")
@@ -453,7 +454,7 @@ def test_console_with_the_testers_own_certificate(
         fvs("admin", "system", "add", *d, *system, "--pki-dir", str(pki), "--out", str(tester))
     )
     assert "with Registry rights" in added
-    (tester / "ca.pem").write_bytes((pki / "ca.pem").read_bytes())
+    (tester / "ca.pem").write_bytes((pki / "ca" / "ca.pem").read_bytes())
     server = ServerThread(settings, lambda: pipeline)
     try:
         server.loaded.result(timeout=60)

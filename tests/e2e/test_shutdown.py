@@ -50,7 +50,9 @@ def test_sigterm_drains_in_flight_calls_and_loses_no_acknowledged_one(tmp_path: 
     finally:
         server.stop()
     assert health == "NOT_SERVING"
-    assert late in ("UNAVAILABLE/SHUTTING_DOWN", "UNAVAILABLE/")
+    # refused while draining, or caught by the listener closing (a loaded machine may drain
+    # within the second): never served
+    assert late in ("UNAVAILABLE/SHUTTING_DOWN", "UNAVAILABLE/", "CANCELLED/")
     # calls in flight at the signal finished with an answer
     assert any(t > signalled for t in burst.acknowledged.values()), "nothing was in flight"
     # calls arriving while draining are refused SHUTTING_DOWN; once the listener is closed the

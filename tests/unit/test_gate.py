@@ -1,4 +1,5 @@
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +94,19 @@ def test_refusals_and_errors_are_recorded(store: AccessStore) -> None:
 @pytest.mark.parametrize(
     ("given", "problem"),
     [
-        (Consent("", dt.datetime.now(dt.UTC)), "missing_reference"),
-        (Consent("   ", dt.datetime.now(dt.UTC)), "missing_reference"),
-        (Consent("C-1", None), "missing_time"),
-        (consent(-dt.timedelta(minutes=10)), "future"),
-        (consent(dt.timedelta(hours=25)), "expired"),
+        (lambda: Consent("", dt.datetime.now(dt.UTC)), "missing_reference"),
+        (lambda: Consent("   ", dt.datetime.now(dt.UTC)), "missing_reference"),
+        (lambda: Consent("C-1", None), "missing_time"),
+        (lambda: consent(-dt.timedelta(minutes=10)), "future"),
+        (lambda: consent(dt.timedelta(hours=25)), "expired"),
     ],
 )
-def test_consent_rules(store: AccessStore, given: Consent, problem: str) -> None:
+def test_consent_rules(store: AccessStore, given: Callable[[], Consent], problem: str) -> None:
+    """Times are taken when the test runs, not when it is collected (a slow suite would
+    otherwise age the "future" consent into the accepted window)."""
     policy = AccessPolicy(store, ConsentRules())
     with pytest.raises(FvsError) as info:
-        policy.authorize(DEV, Operation.VERIFY, "KYC", given)
+        policy.authorize(DEV, Operation.VERIFY, "KYC", given())
     assert info.value.code is ErrorCode.CONSENT_REQUIRED
     assert info.value.metadata["problem"] == problem
 
