@@ -70,7 +70,7 @@ def build_parts(settings: Settings) -> Parts:
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
-    gate = Gate.open(data_dir, rules)
+    gate = Gate.open(data_dir, rules, settings.store.location())
     return Parts(service, gate, AdminService(gate, read_ca_pem(settings.access.tls_dir)))
 
 

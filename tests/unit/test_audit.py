@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from fvs.audit.keys import citizen_hash, load_or_create_key
-from fvs.audit.log import AuditLog, export, usage, verify_chain
+from fvs.audit.log import AuditLog, read_records, verify_chain
+from fvs.audit.trail import export, usage
 from fvs.errors import ErrorCode, FvsError
 
 KEY = b"k" * 32
@@ -127,26 +128,26 @@ def test_export_gives_exactly_one_agency(tmp_path: Path) -> None:
     write(tmp_path, 3, "B", log)
     log.close()
     path = tmp_path / "audit.jsonl"
-    out = [json.loads(x) for x in export(path, "A", None, None, "jsonl").splitlines()]
+    out = [json.loads(x) for x in export(read_records(path), "A", None, None, "jsonl", key=KEY).splitlines()]
     assert len(out) == 4
     assert {r["agency"] for r in out} == {"A"}
-    csv_text = export(path, "B", None, None, "csv")
+    csv_text = export(read_records(path), "B", None, None, "csv", key=KEY)
     assert csv_text.splitlines()[0].startswith("seq,time,agency")
     assert len(csv_text.splitlines()) == 4
     import datetime as dt
 
     since = dt.datetime(2026, 11, 11, tzinfo=dt.UTC)
-    windowed = export(path, "A", since, None, "jsonl").splitlines()
+    windowed = export(read_records(path), "A", since, None, "jsonl", key=KEY).splitlines()
     assert all(json.loads(r)["time"] >= "2026-11-11" for r in windowed)
     assert 0 < len(windowed) < 4
 
 
 def test_usage_counts_by_day(tmp_path: Path) -> None:
     write(tmp_path, 6, "A").close()
-    counts = usage(tmp_path / "audit.jsonl", "A", "2026-11")
+    counts = usage(read_records(tmp_path / "audit.jsonl"), "A", "2026-11")
     assert sum(counts.values()) == 6
     assert counts[("2026-11-10", "A/gw", "KYC", "Verify", "OK")] == 2
-    assert not usage(tmp_path / "audit.jsonl", "A", "2026-10")
+    assert not usage(read_records(tmp_path / "audit.jsonl"), "A", "2026-10")
 
 
 def test_keys_are_created_once_and_private(tmp_path: Path) -> None:
