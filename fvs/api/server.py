@@ -182,6 +182,10 @@ class FvsServer:
             return pipeline
 
         pipeline = await loop.run_in_executor(self.executor, load_and_index)
+        audit_state = self.parts.gate.audit.state
+        if audit_state:  # every call would fail closed: say so instead of SERVING
+            log.error("NOT_SERVING: the audit trail cannot be extended: %s", audit_state)
+            return
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving with model %s on %s", pipeline.info.model_id, pipeline.info.providers)
 

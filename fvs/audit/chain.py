@@ -65,13 +65,14 @@ def _bound(value: Any, depth: int) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         keys = sorted(value, key=str)
-        for k in keys[:MAX_ITEMS]:
+        limit = MAX_ITEMS if depth else len(keys)  # the record's own fields are FVS's
+        for k in keys[:limit]:
             name = str(k)
             if len(name) > MAX_KEY_CHARS:
                 name = _digest(name.encode("utf-8", "surrogatepass"), len(name))
             out[name] = _bound(value[k], depth + 1)
-        if len(keys) > MAX_ITEMS:
-            out["_omitted_items"] = len(keys) - MAX_ITEMS
+        if len(keys) > limit:
+            out["_omitted_items"] = len(keys) - limit
         return out
     if isinstance(value, list | tuple):
         items = [_bound(v, depth + 1) for v in list(value)[:MAX_ITEMS]]

@@ -128,15 +128,22 @@ def _parse_slot(raw: bytes, key: bytes) -> Head | None:
 
 
 def _read_slots(fd: int, key: bytes) -> tuple[Head | None, int, bool]:
-    """(best valid head, its slot, whether the file holds anything at all)."""
+    """(best head, its slot, whether a written slot fails its key check). Both slots must be
+    genuine or empty: falling back to the older slot would let anyone who breaks the newer one
+    cut the last flush's records."""
     raw = os.pread(fd, 2 * SLOT_BYTES, 0)
-    heads = [_parse_slot(raw[i * SLOT_BYTES : (i + 1) * SLOT_BYTES], key) for i in (0, 1)]
     best: Head | None = None
-    slot = -1
-    for i, head in enumerate(heads):
-        if head is not None and (best is None or head.seq > best.seq):
+    slot, forged = -1, False
+    for i in (0, 1):
+        chunk = raw[i * SLOT_BYTES : (i + 1) * SLOT_BYTES]
+        if not chunk.strip(b" \n\0"):
+            continue
+        head = _parse_slot(chunk, key)
+        if head is None:
+            forged = True
+        elif best is None or head.seq > best.seq:
             best, slot = head, i
-    return best, slot, bool(raw.strip(b" \n\0"))
+    return best, slot, forged
 
 
 def _slot_bytes(head: Head, key: bytes) -> bytes:
@@ -154,10 +161,10 @@ def read_head(path: Path, key: bytes) -> tuple[Head | None, str]:
     except FileNotFoundError:
         return None, ""
     try:
-        head, _, anything = _read_slots(fd, key)
+        head, _, forged = _read_slots(fd, key)
     finally:
         os.close(fd)
-    if head is None and anything:
+    if forged:
         return None, (
             f"the head anchor {path} fails its key check (forged, damaged or made with another key)"
         )

@@ -68,8 +68,8 @@ class Backend:
         else:
             self._sql(
                 "ALTER TABLE audit_records DISABLE TRIGGER USER;"
-                "UPDATE audit_records SET record = replace(record, '\"outcome\":\"OK\"', "
-                f"'\"outcome\":\"REFUSED\"') WHERE seq = {seq}"
+                'UPDATE audit_records SET record = replace(record, \'"outcome":"OK"\', '
+                f'\'"outcome":"REFUSED"\') WHERE seq = {seq}'
             )
 
     def _sql(self, sql: str) -> None:
@@ -144,8 +144,7 @@ def test_concurrent_writers_in_two_trails_keep_one_chain(backend: Backend) -> No
         fill(t, 15, agency)
 
     threads = [
-        threading.Thread(target=work, args=(t, f"A{k}"))
-        for k, t in enumerate([first, second] * 4)
+        threading.Thread(target=work, args=(t, f"A{k}")) for k, t in enumerate([first, second] * 4)
     ]
     for th in threads:
         th.start()
@@ -397,4 +396,3 @@ def test_file_trail_anchor_lives_apart_from_the_log(tmp_path: Path) -> None:
     check = open_trail(parse_store_url(None, tmp_path), tmp_path)
     assert "3 records missing" in check.state
     check.close()
-
