@@ -6,13 +6,14 @@ Each line is one record with ``seq`` (1, 2, ...), ``prev`` (the previous record'
 Editing, deleting, inserting or reordering records breaks the chain at the first record
 touched, and without the key a forger cannot recompute it.
 
-Cutting the end is caught by the *head file* (``audit.head``, by default beside the chain
-key): two fixed 256-byte slots, written alternately, each holding the last durable record's
-(seq, hash, byte offset) and an HMAC over them. Every flush writes the log first, then the
-head, then answers: every acknowledged record is at or before the anchor, so a log that ends
-before the anchor has lost records, and the count is known. A record half-written by a killed
-process lies beyond the anchor (it was never acknowledged): it is moved aside to an evidence
-file, never deleted, and the chain carries on. Several processes may append (``flock``).
+Cutting the end is caught by the *head file* (``keys/audit-chain.head`` in a data directory,
+apart from the log): two fixed 256-byte slots, written alternately, each holding the last
+durable record's (seq, hash, byte offset) and an HMAC over them. Every flush writes the log
+first, then the head, then answers: every acknowledged record is at or before the anchor, so a
+log that ends before the anchor has lost records, and the count is known. A record half-written
+by a killed process lies beyond the anchor (it was never acknowledged): it is moved aside to an
+evidence file, never deleted, and the chain carries on. Several processes may append
+(``flock``).
 """
 
 from __future__ import annotations

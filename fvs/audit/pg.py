@@ -1,17 +1,19 @@
 """The PostgreSQL backend of the audit trail: one global hash chain shared by every server.
 
-Group commit in two layers. In a process, callers hand their records to one flusher thread
-and wait; the flusher takes everything queued (up to MAX_BATCH) and writes it in ONE
-transaction, so N threads share one commit. Across processes, the chain is linked under the
-row lock of the one-row ``audit_head`` table (``SELECT ... FOR UPDATE``): a batch reads the
-head, chains its records after it, inserts them and moves the head with its HMAC in the same
-transaction, then commits (``synchronous_commit = on``: durable before any caller is
-answered). Servers take turns per batch, not per record, so they do not serialise on one
-flush; the chain stays one total order that ``verify`` checks record by record.
+Group commit in two layers. In a process, callers queue their records; the first caller to find
+no commit in progress leads: it takes everything queued (up to MAX_BATCH) and writes it in ONE
+transaction, so N threads share one commit, then hands the lead to the next waiter
+(leader/follower: no extra thread, no hand-off when a caller is alone). Across processes, the
+chain is linked under the row lock of the one-row ``audit_head`` table (``SELECT ... FOR
+UPDATE``): a batch reads the head, chains its records after it, inserts them and moves the head
+with its HMAC in the same transaction, then commits (``synchronous_commit = on``: durable
+before any caller is answered). Servers take turns per batch, not per record, so they do not
+serialise on one flush; the chain stays one total order that ``verify`` checks record by
+record.
 
 The chain key never lives in the database: the head row holds its id and an HMAC with it, so
-emptying the table or deleting its newest rows leaves an anchor that names the records
-missing, and nobody without the key can move the anchor back.
+emptying the table or deleting its newest rows leaves an anchor that names the records missing,
+and nobody without the key can move the anchor back.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -39,7 +41,7 @@ from fvs.audit.chain import (
     key_id,
     unavailable,
 )
-from fvs.errors import ConfigError
+from fvs.errors import ConfigError, FvsError
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +62,27 @@ def _time(record: dict[str, Any]) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
 
+@dataclass(eq=False)
+class _Waiter:
+    """One caller's record in the queue; ``done`` is set with its entry or error, or with
+    neither when the caller is handed the lead."""
+
+    record: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    entry: dict[str, Any] | None = None
+    error: FvsError | None = None
+    abandoned: bool = False
+
+
 class PgAuditTrail:
     backend = "postgresql"
 
     def __init__(self, dsn: str, key: bytes, *, pool_size: int = 3) -> None:
         self.key = key
         self.key_id = key_id(key)
-        self._queue: list[tuple[dict[str, Any], Future[dict[str, Any]]]] = []
-        self._cond = threading.Condition()
+        self._queue: list[_Waiter] = []
+        self._lock = threading.Lock()
+        self._flushing = False  # a caller is committing a batch (the leader)
         self._closing = False
         self._state = ""  # a failed start check: the trail must not be extended
         self._last_error = ""  # the last flush failed (clears on the next success)
@@ -96,8 +111,6 @@ class PgAuditTrail:
             self._state = f"cannot check the audit trail: {exc}"
         if self._state:
             log.error("audit trail refuses to be extended: %s", self._state)
-        self._flusher = threading.Thread(target=self._run, name="fvs-audit-flush", daemon=True)
-        self._flusher.start()
 
     # -- state ------------------------------------------------------------------------------
 
@@ -109,12 +122,13 @@ class PgAuditTrail:
         return not self.state
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._closing:
                 return
             self._closing = True
-            self._cond.notify_all()
-        self._flusher.join(timeout=APPEND_TIMEOUT_S + 5)
+        deadline = time.monotonic() + APPEND_TIMEOUT_S
+        while self._flushing and time.monotonic() < deadline:
+            time.sleep(0.01)  # the batch in flight commits or fails first
         self._pool.close()
 
     def _check_head(self, row: tuple[Any, ...] | None, last: tuple[Any, ...] | None) -> str:
@@ -161,42 +175,66 @@ class PgAuditTrail:
     # -- writing ----------------------------------------------------------------------------
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Queue ``record`` for the next group commit and wait until it is committed."""
+        """Chain ``record`` in the next group commit; return once it is committed."""
         if self._state:
             raise unavailable(self._state)
-        future: Future[dict[str, Any]] = Future()
-        with self._cond:
+        me = _Waiter(bound_record(record))
+        with self._lock:
             if self._closing:
                 raise unavailable("the audit trail is closed")
-            self._queue.append((bound_record(record), future))
-            self._cond.notify()
-        try:
-            return future.result(timeout=APPEND_TIMEOUT_S)
-        except FutureTimeout as exc:
-            raise unavailable("the audit database did not commit in time") from exc
-
-    def _run(self) -> None:
+            self._queue.append(me)
+            lead = not self._flushing
+            self._flushing = True
+        if lead:
+            self._lead()
+        deadline = time.monotonic() + APPEND_TIMEOUT_S
         while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue and self._closing:
-                    return
+            if not me.done.wait(max(0.0, deadline - time.monotonic())):
+                with self._lock:
+                    if not me.done.is_set():
+                        me.abandoned = True  # never handed the lead from now on
+                        raise unavailable("the audit database did not commit in time")
+            if me.entry is not None:
+                return me.entry
+            if me.error is not None:
+                raise me.error
+            me.done.clear()  # handed the lead: commit the queue, our own record with it
+            self._lead()
+
+    def _lead(self) -> None:
+        """Commit one batch of everything queued (up to MAX_BATCH); then hand the lead to the
+        first waiter still queued, so no caller flushes for others for long."""
+        while True:
+            with self._lock:
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
-            try:
-                entries = self._commit([r for r, _ in batch])
-            except Exception as exc:  # every waiter must get an answer
-                detail = str(exc) if isinstance(exc, psycopg.Error) else repr(exc)
-                self._last_error = f"the audit database refused the batch: {detail}"
-                log.error("audit flush failed: %s", detail)
-                error = unavailable(self._last_error)
-                for _, future in batch:
-                    future.set_exception(error)
-                continue
-            self._last_error = ""
-            for (_, future), entry in zip(batch, entries, strict=True):
-                future.set_result(entry)
+            if batch:
+                self._flush(batch)
+            with self._lock:
+                if not self._queue:
+                    self._flushing = False
+                    return
+                heir = next((w for w in self._queue if not w.abandoned), None)
+                if heir is not None:
+                    heir.done.set()  # done without entry or error: "you lead now"
+                    return
+
+    def _flush(self, batch: list[_Waiter]) -> None:
+        try:
+            entries = self._commit([w.record for w in batch])
+        except Exception as exc:  # every waiter must get an answer
+            detail = str(exc) if isinstance(exc, psycopg.Error) else repr(exc)
+            self._last_error = f"the audit database refused the batch: {detail}"
+            log.error("audit flush failed: %s", detail)
+            error = unavailable(self._last_error)
+            for waiter in batch:
+                waiter.error = error
+                waiter.done.set()
+            return
+        self._last_error = ""
+        for waiter, entry in zip(batch, entries, strict=True):
+            waiter.entry = entry
+            waiter.done.set()
 
     def _commit(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self._state:
