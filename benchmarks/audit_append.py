@@ -65,15 +65,19 @@ def _worker(args: tuple[str, str, str, int, float, float]) -> int:
         trail = open_trail(parse_store_url(url, Path(data_dir)), Path(data_dir), KEY)
         append = trail.append  # type: ignore[assignment]
     counts = [0] * threads
+    errors: list[BaseException] = []
 
     def run(k: int) -> None:
         while time.time() < start:
             time.sleep(0.001)
         end = start + seconds
         i = 0
-        while time.time() < end:
-            append(_record(k, i))
-            i += 1
+        try:
+            while time.time() < end:
+                append(_record(k, i))
+                i += 1
+        except BaseException as exc:  # a failed append spoils the point: report it
+            errors.append(exc)
         counts[k] = i
 
     workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
@@ -82,6 +86,8 @@ def _worker(args: tuple[str, str, str, int, float, float]) -> int:
     for w in workers:
         w.join()
     trail.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} writers failed: {errors[0]!r}")
     return sum(counts)
 
 

@@ -163,14 +163,18 @@ class PgAuditTrail:
         return ""
 
     def _start_check(self) -> str:
+        # One statement, one snapshot: a batch committed by another server cannot fall
+        # between reading the head and reading the last record.
         with self._pool.connection() as conn:
             row = conn.execute(
-                "SELECT seq, hash, key_id, mac FROM audit_head WHERE id = 1"
+                "SELECT h.seq, h.hash, h.key_id, h.mac, r.seq, r.hash FROM audit_head h "
+                "LEFT JOIN LATERAL (SELECT seq, hash FROM audit_records ORDER BY seq DESC "
+                "LIMIT 1) r ON true WHERE h.id = 1"
             ).fetchone()
-            last = conn.execute(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-        return self._check_head(row, last)
+            conn.rollback()
+        if row is None:
+            return self._check_head(None, None)
+        return self._check_head(row[:4], row[4:] if row[4] is not None else None)
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -158,6 +158,34 @@ def test_concurrent_writers_in_two_trails_keep_one_chain(backend: Backend) -> No
     second.close()
 
 
+def test_a_server_starting_while_another_appends_passes_its_check(backend: Backend) -> None:
+    """The start check reads the head and the last record as one snapshot."""
+    busy = backend.open()
+    stop = threading.Event()
+
+    def keep_appending() -> None:
+        i = 0
+        while not stop.is_set():
+            busy.append(record(i))
+            i += 1
+
+    writers = [threading.Thread(target=keep_appending) for _ in range(4)]
+    for w in writers:
+        w.start()
+    try:
+        for _ in range(15):
+            starting = backend.open()
+            state = starting.state
+            starting.close()
+            assert state == ""
+    finally:
+        stop.set()
+        for w in writers:
+            w.join()
+    assert busy.verify().ok
+    busy.close()
+
+
 def test_oversized_values_are_bounded_and_the_trail_goes_on(trail: AuditTrail) -> None:
     huge = "R" * 100_000
     entry = trail.append(record(0, consent_ref=huge, details={"note": huge}))
