@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fvs.audit.chain import (
     GENESIS,
@@ -104,6 +104,17 @@ def _record_at(fd: int, end: int, key: bytes) -> dict[str, Any]:
     if not hmac.compare_digest(str(record["hash"]), chain_hash(key, str(record["prev"]), record)):
         raise ValueError("its hash does not match its content")
     return record
+
+
+def _lines_upto(handle: BinaryIO, end: int) -> Iterator[bytes]:
+    """The lines of ``handle`` within its first ``end`` bytes (the last may lack its newline)."""
+    left = end
+    while left > 0:
+        raw = handle.readline(left)
+        if not raw:
+            return
+        left -= len(raw)
+        yield raw
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -458,9 +469,12 @@ class AuditLog:
 # -- checking and repairing ---------------------------------------------------------------
 
 
-def verify_chain(path: Path, key: bytes, head_path: Path | None = None) -> ChainCheck:
+def verify_chain(
+    path: Path, key: bytes, head_path: Path | None = None, *, lock: bool = True
+) -> ChainCheck:
     """Walk the whole chain; name the first record that is edited, missing, extra or moved,
-    a torn last record, and (with ``head_path``) records cut from the end."""
+    a torn last record, and (with ``head_path``) records cut from the end. ``lock=False``
+    when the caller holds the log's lock already."""
     head: Head | None = None
     if head_path is not None:
         head, problem = read_head(head_path, key)
@@ -480,7 +494,17 @@ def verify_chain(path: Path, key: bytes, head_path: Path | None = None) -> Chain
             return bad(0, 0, 0, problem, missing=anchored)
         raise
     with handle:
-        for line_no, raw in enumerate(handle, start=1):
+        # The end as of now, taken between two writers' appends (they write under LOCK_EX),
+        # after the anchor was read: a record being written meanwhile is neither seen half
+        # nor anchored beyond what is checked.
+        if lock:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            end = os.fstat(handle.fileno()).st_size
+        finally:
+            if lock:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        for line_no, raw in enumerate(_lines_upto(handle, end), start=1):
             expected_seq = count + 1
             if not raw.endswith(b"\n"):
                 inside = head is not None and offset < head.size
@@ -569,7 +593,7 @@ def repair(path: Path, key: bytes, head_path: Path, accept_loss: bool) -> tuple[
                 )
             tail = _set_aside(fd, path, torn, size)
             done.append(f"moved the torn last record ({tail.length} bytes) to {tail.evidence}")
-        check = verify_chain(path, key, None)
+        check = verify_chain(path, key, None, lock=False)  # we hold the lock
         if not check.ok:
             return False, f"not repaired: {check.describe()} (an edited chain is evidence)"
         end = os.fstat(fd).st_size

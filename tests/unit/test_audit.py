@@ -316,3 +316,26 @@ def test_bounding_keeps_small_records_and_digests_big_values() -> None:
     wide = bound_record({f"k{i}": "v" * 1024 for i in range(100)} | {"time": "t"})
     assert len(canonical(wide)) <= MAX_RECORD_BYTES
     assert wide["time"] == "t" and "oversized" in wide
+
+
+def test_verify_while_another_writer_appends_sees_no_torn_record(tmp_path: Path) -> None:
+    import threading
+
+    writer = write(tmp_path, 2)
+    stop = threading.Event()
+
+    def keep_appending() -> None:
+        while not stop.is_set():
+            writer.append({"time": "2026-11-10T10:00:00+00:00", "details": {"x": "y" * 1000}})
+
+    thread = threading.Thread(target=keep_appending)
+    thread.start()
+    try:
+        checks = [
+            verify_chain(tmp_path / "audit.jsonl", KEY, tmp_path / "audit.head") for _ in range(30)
+        ]
+    finally:
+        stop.set()
+        thread.join()
+    writer.close()
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok][:1]
