@@ -143,3 +143,62 @@ def test_a_cut_trail_is_refused_until_repaired(
     finally:
         server.stop()
     assert fvs("audit", "verify", "--data-dir", str(data)).returncode == 0
+
+
+def test_two_servers_write_one_postgresql_trail(
+    tmp_path: Path,
+    settings_factory: Callable[..., Settings],
+    pipeline: FacePipeline,
+    pg_url: str,
+) -> None:
+    """Two real servers (own data directories, one copied audit key) share a PostgreSQL
+    trail; calls alternate between them; `fvs audit verify --store` checks one chain."""
+    import shutil
+
+    import psycopg
+
+    from fvs.audit.schema import apply
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        apply(conn, "postgresql")
+    first, second = settings_factory(), settings_factory()
+    for s in (first, second):
+        s.store.url = pg_url
+    (second.store.data_dir / "keys").mkdir(parents=True, exist_ok=True)
+    from fvs.audit.trail import audit_key
+
+    audit_key(first.store.data_dir)  # made once, copied to every server of this trail
+    shutil.copy2(
+        first.store.data_dir / "keys" / "audit-chain.key",
+        second.store.data_dir / "keys" / "audit-chain.key",
+    )
+    servers = [ServerThread(s, lambda: pipeline) for s in (first, second)]
+    try:
+        for server in servers:
+            server.loaded.result(timeout=60)
+            with DevClient(server.address) as dev:
+                dev.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+        for i in range(6):
+            with DevClient(servers[i % 2].address) as dev:
+                assert dev.verify(CITIZEN_A, photo("obama2.jpg")).similarity > 0.5
+    finally:
+        for server in servers:
+            server.stop()
+    where = ("--store", pg_url, "--data-dir", str(first.store.data_dir))
+    checked = fvs("audit", "verify", *where)
+    assert checked.returncode == 0, checked.stderr
+    assert "intact: 10 records" in checked.stdout  # 2 x (STARTED + OK) enrolments, 6 verifies
+    exported = fvs("audit", "export", "--agency", "DEV", *where)
+    assert exported.returncode == 0, exported.stderr
+    assert len(exported.stdout.splitlines()) == 10
+    # A server with another key cannot extend this trail.
+    stranger = settings_factory()
+    stranger.store.url = pg_url
+    server = ServerThread(stranger, lambda: pipeline)
+    try:
+        server.loaded.result(timeout=60)
+        assert "another key" in server.parts.gate.audit.state
+        with DevClient(server.address) as dev:
+            assert dev.health() == "NOT_SERVING"
+    finally:
+        server.stop()
