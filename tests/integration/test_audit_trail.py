@@ -424,3 +424,34 @@ def test_file_trail_anchor_lives_apart_from_the_log(tmp_path: Path) -> None:
     check = open_trail(parse_store_url(None, tmp_path), tmp_path)
     assert "3 records missing" in check.state
     check.close()
+
+
+def test_postgresql_connections_killed_fail_closed_then_resume(pg_url: str, tmp_path: Path) -> None:
+    """The database drops every FVS connection: appends fail with AUDIT_UNAVAILABLE or
+    succeed whole, none is half-written, and the trail resumes by itself."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        apply(conn, "postgresql")
+    trail = open_trail(parse_store_url(pg_url, tmp_path), tmp_path)
+    try:
+        fill(trail, 3)
+        acked = 3
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        failures = 0
+        for i in range(6):
+            try:
+                trail.append(record(i))
+                acked += 1
+            except FvsError as exc:
+                assert exc.code is ErrorCode.AUDIT_UNAVAILABLE
+                failures += 1
+        assert failures >= 1  # the dead connection was noticed, not ignored
+        assert acked >= 6  # and the pool reconnected by itself
+        assert trail.healthy(), trail.state
+        check = trail.verify()
+        assert check.ok and check.records == acked
+    finally:
+        trail.close()
