@@ -27,7 +27,7 @@ from fvs.access.model import (
     Supervisor,
     System,
 )
-from fvs.audit import log as audit_log
+from fvs.audit import trail as audit_trail
 from fvs.errors import ErrorCode, FvsError
 from fvs.limits import quoted
 from fvs.pki import fingerprint, load_certificate, verify_issued_by
@@ -315,7 +315,7 @@ class AdminService:
             if not re.match(r"^\d{4}-\d{2}$", month):
                 raise FvsError(ErrorCode.INVALID_REQUEST, "month must be YYYY-MM", field="month")
             self.store.agency(agency)
-            return audit_log.usage(self.gate.audit.path, agency, month)
+            return audit_trail.usage(self.gate.audit.records(agency), agency, month)
 
         result: Counter[tuple[str, str, str, str, str]] = self._run(
             caller, "Usage", {"agency": agency, "month": month}, act, mutates=False

@@ -20,12 +20,15 @@ from fvs.access.model import DEV_SYSTEM, Authorization, Caller, Operation, Syste
 from fvs.access.policy import AccessPolicy, ConsentRules
 from fvs.access.store import AccessStore
 from fvs.audit.keys import citizen_hash, load_or_create_key
-from fvs.audit.log import LOG_FILE, AuditLog
+from fvs.audit.log import LOG_FILE
+from fvs.audit.trail import AuditTrail, open_trail
+from fvs.audit.trail import audit_key as _trail_key
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
 from fvs.limits import MAX_DETAIL_ITEMS, recordable
 from fvs.observability import hooks
 from fvs.observability.context import note_agency
+from fvs.store.url import StoreLocation, parse_store_url
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +71,24 @@ def audit_path(data_dir: Path) -> Path:
 
 def audit_key(data_dir: Path) -> bytes:
     """The key the audit trail's hash chain is made with (created on first use)."""
-    return load_or_create_key(data_dir / KEYS_DIR, "audit-chain")
+    return _trail_key(data_dir)
 
 
 class Gate:
-    def __init__(self, policy: AccessPolicy, audit: AuditLog, citizen_key: bytes) -> None:
+    def __init__(self, policy: AccessPolicy, audit: AuditTrail, citizen_key: bytes) -> None:
         self.policy = policy
         self.audit = audit
         self.citizen_key = citizen_key
 
     @classmethod
-    def open(cls, data_dir: Path, consent: ConsentRules) -> Gate:
+    def open(
+        cls, data_dir: Path, consent: ConsentRules, location: StoreLocation | None = None
+    ) -> Gate:
+        """The audit trail lives where ``location`` says (default: the data directory);
+        keys always come from ``data_dir``."""
         return cls(
             AccessPolicy(AccessStore(data_dir), consent),
-            AuditLog(audit_path(data_dir).parent, audit_key(data_dir)),
+            open_trail(location or parse_store_url(None, data_dir), data_dir),
             load_or_create_key(data_dir / KEYS_DIR, "citizen-hmac"),
         )
 

@@ -90,7 +90,7 @@ def build_parts(settings: Settings) -> Parts:
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
-    gate = Gate.open(data_dir, rules)
+    gate = Gate.open(data_dir, rules, settings.store.location())
     tls_dir = None if settings.access.tls_dir is None else Path(settings.access.tls_dir)
     receipts = ReceiptSigner(load_or_create_key(tls_dir, data_dir / KEYS_DIR), gate.citizen_key)
     return Parts(service, gate, AdminService(gate, read_ca_pem(tls_dir)), receipts)
@@ -254,6 +254,9 @@ class FvsServer:
             info = pipeline.info
             calibration = pipeline.mapping.id if pipeline.mapping else "provisional"
             self.metrics.set_model(info.pack, info.model_id, info.providers, calibration)
+        audit_state = self.parts.gate.audit.state
+        if audit_state:  # every call would fail closed: health stays NOT_SERVING
+            log.error("NOT_SERVING: the audit trail cannot be extended: %s", audit_state)
         self._loaded = True
         await loop.run_in_executor(self.runner.audit_executor, self.readiness.check)
         await self._report()

@@ -21,8 +21,9 @@ def open_admin(data_dir: Path | None, pki_dir: Path | None = None) -> AdminServi
     from fvs.access.gate import Gate
     from fvs.access.policy import ConsentRules
 
-    root = settings(store__data_dir=data_dir).store.data_dir
-    return AdminService(Gate.open(root, ConsentRules()), read_ca_pem(pki_dir))
+    s = settings(store__data_dir=data_dir)
+    gate = Gate.open(s.store.data_dir, ConsentRules(), s.store.location())
+    return AdminService(gate, read_ca_pem(pki_dir))
 
 
 def _cmd(parent: Any, name: str, help_text: str, func: Any) -> argparse.ArgumentParser:

@@ -125,8 +125,10 @@ def register(sub: Any) -> None:
 
     audit = sub.add_parser("audit", help="the audit trail")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = asub.add_parser("verify", help="check the whole hash chain")
-    add_data_dir(verify)
+    verify = asub.add_parser(
+        "verify", help="check every record, the order, and the end against the anchored head"
+    )
+    _audit_location(verify)
     verify.set_defaults(func=_audit_verify)
     export = asub.add_parser("export", help="one agency's records, for its supervisors")
     export.add_argument("--agency", required=True)
@@ -134,8 +136,35 @@ def register(sub: Any) -> None:
     export.add_argument("--until", help="ISO 8601 time (exclusive)")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--out", type=Path, help="file to write (default stdout)")
-    add_data_dir(export)
+    export.add_argument(
+        "--authority",
+        action="store_true",
+        help="keep the global citizen HMAC (the authority's own tools); by default citizens "
+        "carry this agency's pseudonym, which no other agency's export shares",
+    )
+    _audit_location(export)
     export.set_defaults(func=_audit_export)
+    repair = asub.add_parser(
+        "repair",
+        help="set a torn last record aside (kept as evidence) and re-anchor the chain",
+    )
+    repair.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="also re-anchor when records are missing from the end or the anchor is missing "
+        "(the loss is recorded in the trail); an edited chain is never repaired",
+    )
+    _audit_location(repair)
+    repair.set_defaults(func=_audit_repair)
+
+
+def _audit_location(cmd: argparse.ArgumentParser) -> None:
+    add_data_dir(cmd)
+    cmd.add_argument(
+        "--store",
+        help="store URL: sqlite:///DIR (default: the data directory) or postgresql://... "
+        "(env FVS_STORE__URL); the chain key stays in --data-dir",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -273,30 +302,81 @@ def _pki_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_paths(data_dir: Path | None) -> tuple[Path, bytes]:
-    from fvs.access.gate import audit_key, audit_path
+def _open_audit(args: argparse.Namespace) -> Any:
+    """The trail named by --store / --data-dir, and its key; exits when there is none."""
+    from fvs.audit.trail import audit_key, log_dir
+    from fvs.errors import FvsError
 
-    root = settings(store__data_dir=data_dir).store.data_dir
-    path = audit_path(root)
-    if not path.exists():
-        raise SystemExit(f"error: no audit trail at {path}")
-    return path, audit_key(root)
+    s = settings(store__data_dir=args.data_dir, store__url=args.store)
+    try:
+        location = s.store.location()
+    except FvsError as exc:
+        raise SystemExit(f"error: {exc.message}") from exc
+    if location.backend == "sqlite":
+        root = location.sqlite_dir or s.store.data_dir
+        if not (log_dir(root) / "audit.jsonl").exists() and args.audit_command != "repair":
+            from fvs.audit.trail import head_path
+
+            if not head_path(root).exists():
+                raise SystemExit(f"error: no audit trail in {root}")
+    key = audit_key(s.store.data_dir)
+    return location, s.store.data_dir, key
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from fvs.audit.log import verify_chain
+    from fvs.audit.trail import head_path, log_dir, open_trail
 
-    path, key = _audit_paths(args.data_dir)
-    check = verify_chain(path, key)
+    location, data_dir, key = _open_audit(args)
+    if location.backend == "sqlite":
+        root = location.sqlite_dir or data_dir
+        # Read only: opening a trail would set a torn tail aside, and verify changes nothing.
+        check = verify_chain(log_dir(root) / "audit.jsonl", key, head_path(root))
+    else:
+        trail = open_trail(location, data_dir, key)
+        try:
+            check = trail.verify()
+        finally:
+            trail.close()
     if check.ok:
-        print(f"audit trail intact: {check.records} records")
+        print(check.describe())
         return 0
-    print(
-        f"audit trail BROKEN at line {check.first_bad_line} (record seq {check.first_bad_seq})"
-        f": {check.problem}; {check.records} records before it are intact",
-        file=sys.stderr,
-    )
+    print(check.describe(), file=sys.stderr)
     return EXIT_REFUSED
+
+
+def _audit_repair(args: argparse.Namespace) -> int:
+    from fvs.audit.log import repair
+    from fvs.audit.trail import head_path, log_dir, open_trail, repair_record
+
+    location, data_dir, key = _open_audit(args)
+    if location.backend == "sqlite":
+        root = location.sqlite_dir or data_dir
+        ok, what = repair(log_dir(root) / "audit.jsonl", key, head_path(root), args.accept_loss)
+    else:
+        from fvs.audit.pg import PgAuditTrail
+
+        pg = open_trail(location, data_dir, key)
+        assert isinstance(pg, PgAuditTrail)
+        try:
+            ok, what = pg.repair(args.accept_loss)
+        finally:
+            pg.close()
+    if not ok:
+        print(f"error: {what}", file=sys.stderr)
+        return EXIT_REFUSED
+    if what != "nothing to repair":
+        trail = open_trail(location, data_dir, key)
+        try:
+            trail.append(repair_record(what, {"accept_loss": str(args.accept_loss).lower()}))
+            check = trail.verify()
+        finally:
+            trail.close()
+        print(f"repaired: {what}; the repair is recorded in the trail")
+        print(check.describe())
+        return 0 if check.ok else EXIT_REFUSED
+    print(what)
+    return 0
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -307,10 +387,22 @@ def _time(value: str | None) -> dt.datetime | None:
 
 
 def _audit_export(args: argparse.Namespace) -> int:
-    from fvs.audit.log import export
+    from fvs.audit.trail import export, open_trail
 
-    path, _ = _audit_paths(args.data_dir)
-    text = export(path, args.agency, _time(args.since), _time(args.until), args.format)
+    location, data_dir, key = _open_audit(args)
+    trail = open_trail(location, data_dir, key)
+    try:
+        text = export(
+            trail.records(args.agency),
+            args.agency,
+            _time(args.since),
+            _time(args.until),
+            args.format,
+            key=key,
+            authority=args.authority,
+        )
+    finally:
+        trail.close()
     if args.out:
         args.out.write_text(text, encoding="utf-8")
     else:

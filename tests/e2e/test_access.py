@@ -331,12 +331,10 @@ def test_audit_chain_verifies_and_export_is_per_agency(deployment: Deployment) -
     check = verify_chain(deployment.audit_path, key)
     assert check.ok, check
     assert check.records == len(deployment.audit())
-    from fvs.audit.log import export
+    from fvs.audit.trail import export
 
-    bank = [
-        json.loads(x)
-        for x in export(deployment.audit_path, "BANK-A", None, None, "jsonl").splitlines()
-    ]
+    text = export(read_records(deployment.audit_path), "BANK-A", None, None, "jsonl", key=key)
+    bank = [json.loads(x) for x in text.splitlines()]
     assert bank and {r["agency"] for r in bank} == {"BANK-A"}
     assert len(bank) == sum(1 for r in deployment.audit() if r["agency"] == "BANK-A")
 

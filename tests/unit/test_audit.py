@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from fvs.audit.keys import citizen_hash, load_or_create_key
-from fvs.audit.log import AuditLog, export, usage, verify_chain
+from fvs.audit.log import AuditLog, read_records, verify_chain
+from fvs.audit.trail import export, usage
 from fvs.errors import ErrorCode, FvsError
 
 KEY = b"k" * 32
@@ -127,26 +128,27 @@ def test_export_gives_exactly_one_agency(tmp_path: Path) -> None:
     write(tmp_path, 3, "B", log)
     log.close()
     path = tmp_path / "audit.jsonl"
-    out = [json.loads(x) for x in export(path, "A", None, None, "jsonl").splitlines()]
+    text = export(read_records(path), "A", None, None, "jsonl", key=KEY)
+    out = [json.loads(x) for x in text.splitlines()]
     assert len(out) == 4
     assert {r["agency"] for r in out} == {"A"}
-    csv_text = export(path, "B", None, None, "csv")
+    csv_text = export(read_records(path), "B", None, None, "csv", key=KEY)
     assert csv_text.splitlines()[0].startswith("seq,time,agency")
     assert len(csv_text.splitlines()) == 4
     import datetime as dt
 
     since = dt.datetime(2026, 11, 11, tzinfo=dt.UTC)
-    windowed = export(path, "A", since, None, "jsonl").splitlines()
+    windowed = export(read_records(path), "A", since, None, "jsonl", key=KEY).splitlines()
     assert all(json.loads(r)["time"] >= "2026-11-11" for r in windowed)
     assert 0 < len(windowed) < 4
 
 
 def test_usage_counts_by_day(tmp_path: Path) -> None:
     write(tmp_path, 6, "A").close()
-    counts = usage(tmp_path / "audit.jsonl", "A", "2026-11")
+    counts = usage(read_records(tmp_path / "audit.jsonl"), "A", "2026-11")
     assert sum(counts.values()) == 6
     assert counts[("2026-11-10", "A/gw", "KYC", "Verify", "OK")] == 2
-    assert not usage(tmp_path / "audit.jsonl", "A", "2026-10")
+    assert not usage(read_records(tmp_path / "audit.jsonl"), "A", "2026-10")
 
 
 def test_keys_are_created_once_and_private(tmp_path: Path) -> None:
@@ -201,3 +203,139 @@ def test_a_failed_flush_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(FvsError):  # durability unknown: refuse until restarted
         write(tmp_path, 1, log=log)
     log.close()
+
+
+# -- the head anchor, torn records, records of any size (file backend) -----------------------
+
+
+def _anchored(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    write(tmp_path, n).close()
+    return tmp_path / "audit.jsonl", tmp_path / "audit.head"
+
+
+def test_the_head_names_records_cut_from_the_end(tmp_path: Path) -> None:
+    path, head = _anchored(tmp_path, 6)
+    rows = lines(path)
+    path.write_bytes(b"".join(rows[:4]))
+    assert verify_chain(path, KEY).ok  # the chain alone cannot see a cut end...
+    check = verify_chain(path, KEY, head)  # ...the anchor can
+    assert (check.ok, check.records, check.missing) == (False, 4, 2)
+    log = AuditLog(tmp_path, KEY)
+    assert "2 records missing" in log.state and not log.healthy()
+    with pytest.raises(FvsError) as info:
+        write(tmp_path, 1, log=log)
+    assert info.value.code is ErrorCode.AUDIT_UNAVAILABLE
+    log.close()
+    assert len(lines(path)) == 4  # nothing was chained onto the cut trail
+
+
+def test_a_deleted_or_forged_anchor_is_reported(tmp_path: Path) -> None:
+    path, head = _anchored(tmp_path, 3)
+    raw = head.read_bytes()
+    forged = raw.replace(b'"seq":3', b'"seq":2')
+    head.write_bytes(forged)
+    assert "key check" in verify_chain(path, KEY, head).problem
+    head.unlink()
+    check = verify_chain(path, KEY, head)
+    assert not check.ok and "no head anchor" in check.problem
+    assert "no head anchor" in AuditLog(tmp_path, KEY).state
+    head.write_bytes(raw)
+    assert verify_chain(path, KEY, head).ok
+
+
+def test_a_torn_last_record_is_named_then_set_aside_at_start(tmp_path: Path) -> None:
+    path, head = _anchored(tmp_path, 4)
+    whole = path.read_bytes()
+    torn = b'{"agency":"A","outcome":"OK","seq":5,"prev":"ab'  # a write cut short by a kill
+    path.write_bytes(whole + torn)
+    check = verify_chain(path, KEY, head)
+    assert (check.ok, check.records, check.first_bad_line, check.torn_bytes) == (
+        False,
+        4,
+        5,
+        len(torn),
+    )
+    assert "torn last record" in check.problem and "fvs audit repair" in check.hint
+    log = AuditLog(tmp_path, KEY)  # a server starting again: no hand work
+    assert log.healthy(), log.state
+    assert log.repaired is not None
+    assert log.repaired.evidence.read_bytes() == torn  # the evidence is kept
+    assert path.read_bytes() == whole
+    write(tmp_path, 1, log=log)
+    log.close()
+    assert verify_chain(path, KEY, head).records == 5
+
+
+def test_repair_sets_a_torn_record_aside_and_refuses_an_edited_chain(tmp_path: Path) -> None:
+    from fvs.audit.log import repair
+
+    path, head = _anchored(tmp_path, 3)
+    path.write_bytes(path.read_bytes() + b'{"seq":4')
+    ok, what = repair(path, KEY, head, accept_loss=False)
+    assert ok and "moved the torn last record (8 bytes)" in what
+    assert verify_chain(path, KEY, head).ok
+    rows = lines(path)
+    rows[1] = rows[1].replace(b'"outcome":"OK"', b'"outcome":"REFUSED"')
+    path.write_bytes(b"".join(rows))
+    ok, what = repair(path, KEY, head, accept_loss=True)
+    assert not ok and "edited" in what
+
+
+def test_a_record_over_64_kib_written_before_bounding_is_read(tmp_path: Path) -> None:
+    """An older trail may hold a 100 KB record (finding 1): reading and extending it works."""
+    from fvs.audit.chain import GENESIS, Head, chain_hash
+    from fvs.audit.log import HeadFile
+
+    path = tmp_path / "audit.jsonl"
+    entry = {"time": "2026-11-10T10:00:00+00:00", "agency": "A", "consent_ref": "R" * 100_000}
+    entry.update(seq=1, prev=GENESIS)
+    entry["hash"] = chain_hash(KEY, GENESIS, entry)
+    path.write_bytes(json.dumps(entry).encode() + b"\n")
+    anchor = HeadFile(tmp_path / "audit.head", KEY)
+    anchor.reset(Head(1, entry["hash"], path.stat().st_size))
+    anchor.close()
+    log = AuditLog(tmp_path, KEY)
+    assert log.healthy(), log.state
+    second = log.append({"time": "2026-11-10T10:00:01+00:00", "consent_ref": "S" * 200_000})
+    assert second["seq"] == 2 and len(second["consent_ref"]) < 200
+    log.close()
+    other = AuditLog(tmp_path, KEY)  # another process reads the big tail too
+    write(tmp_path, 1, log=other)
+    other.close()
+    assert verify_chain(path, KEY, tmp_path / "audit.head").records == 3
+    assert path.stat().st_size < 100_000 + 4_000  # only the old record is big
+
+
+def test_bounding_keeps_small_records_and_digests_big_values() -> None:
+    from fvs.audit.chain import MAX_RECORD_BYTES, bound_record, canonical
+
+    small = {"a": "x" * 100, "n": 3, "f": 1.5, "d": {"k": ["v"]}}
+    assert bound_record(small) == small
+    big = bound_record({"a": "é" * 5000})
+    assert big["a"].startswith("<omitted: 5000 chars, sha256 ")
+    wide = bound_record({f"k{i}": "v" * 1024 for i in range(100)} | {"time": "t"})
+    assert len(canonical(wide)) <= MAX_RECORD_BYTES
+    assert wide["time"] == "t" and "oversized" in wide
+
+
+def test_verify_while_another_writer_appends_sees_no_torn_record(tmp_path: Path) -> None:
+    import threading
+
+    writer = write(tmp_path, 2)
+    stop = threading.Event()
+
+    def keep_appending() -> None:
+        while not stop.is_set():
+            writer.append({"time": "2026-11-10T10:00:00+00:00", "details": {"x": "y" * 1000}})
+
+    thread = threading.Thread(target=keep_appending)
+    thread.start()
+    try:
+        checks = [
+            verify_chain(tmp_path / "audit.jsonl", KEY, tmp_path / "audit.head") for _ in range(30)
+        ]
+    finally:
+        stop.set()
+        thread.join()
+    writer.close()
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok][:1]
