@@ -40,7 +40,7 @@ def test_a_100kb_consent_reference_cannot_break_the_trail(
 ) -> None:
     pki = tmp_path / "pki"
     settings = settings_factory()
-    settings.access.tls_dir = pki
+    settings.access.tls_dir = pki / "server"  # the server's folder, without the CA key
     data = settings.store.data_dir
     ca, _ = init_pki(pki, "Test Authority", [])
     gateway, stranger, operator = (
@@ -77,7 +77,10 @@ def test_a_100kb_consent_reference_cannot_break_the_trail(
     path = log_dir(data) / LOG_FILE
     refusals = [r for r in read_records(path) if r["system"].startswith("unregistered:")]
     assert len(refusals) == 3
-    assert all(r["consent_ref"].startswith("<omitted: 100000 chars, sha256 ") for r in refusals)
+    # bounded before it is recorded (fvs.limits), never the raw 100 KB
+    assert all(
+        r["consent_ref"].startswith("<refused text: 100000 characters, sha256 ") for r in refusals
+    )
     assert max(len(line) for line in path.read_bytes().splitlines()) < 8192
     # A restart over the same trail serves again, and the local tools work.
     server = ServerThread(settings, lambda: pipeline)
