@@ -159,13 +159,6 @@ class ServerProcess:
                 time.sleep(0.2)
         raise AssertionError(f"server not SERVING after {timeout_s} s:\n{self.logs()}")
 
-    def scrape(self) -> str:
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return str(response.read().decode())
-
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
