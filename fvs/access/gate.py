@@ -72,9 +72,10 @@ class Gate:
         self.citizen_key = citizen_key
 
     @classmethod
-    def open(cls, data_dir: Path, consent: ConsentRules) -> Gate:
+    def open(cls, data_dir: Path, consent: ConsentRules, access: AccessStore | None = None) -> Gate:
+        """``access``: the access rules' store (default: the SQLite file in ``data_dir``)."""
         return cls(
-            AccessPolicy(AccessStore(data_dir), consent),
+            AccessPolicy(access if access is not None else AccessStore(data_dir), consent),
             AuditLog(audit_path(data_dir).parent, audit_key(data_dir)),
             load_or_create_key(data_dir / KEYS_DIR, "citizen-hmac"),
         )

@@ -34,7 +34,7 @@ from fvs.errors import ConfigError
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
 from fvs.service import FaceService
-from fvs.store.sqlite import SqliteStore
+from fvs.store.factory import open_access, open_registry
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,27 @@ class Parts:
 
 
 def build_parts(settings: Settings) -> Parts:
+    """The stores ``settings.store`` names (schema and template key checked: ConfigError
+    otherwise), the service and the gate."""
     data_dir = settings.store.data_dir
-    service = FaceService(
-        SqliteStore(data_dir), LogisticMapping(settings.score.midpoint, settings.score.slope)
-    )
+    pool = settings.store.pool_size or settings.server.workers + 2
+    registry = open_registry(settings.store, pool)
+    try:
+        access = open_access(settings.store, pool)
+    except BaseException:
+        registry.close()
+        raise
+    service = FaceService(registry, LogisticMapping(settings.score.midpoint, settings.score.slope))
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
-    gate = Gate.open(data_dir, rules)
+    try:
+        gate = Gate.open(data_dir, rules, access)
+    except BaseException:
+        registry.close()
+        access.close()
+        raise
     return Parts(service, gate, AdminService(gate, read_ca_pem(settings.access.tls_dir)))
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fvs.cli import admin, client, common, evaluate, local
+from fvs.cli import admin, client, common, evaluate, local, store
 
 EXIT_OK = 0
 
@@ -21,12 +21,14 @@ def parser() -> argparse.ArgumentParser:
     client.register(sub)
     local.register(sub)
     admin.register(sub)
+    store.register_db(sub)
     evaluate.register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    common.apply_store_args(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

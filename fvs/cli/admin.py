@@ -20,9 +20,16 @@ def open_admin(data_dir: Path | None, pki_dir: Path | None = None) -> AdminServi
     from fvs.access.admin import AdminService, read_ca_pem
     from fvs.access.gate import Gate
     from fvs.access.policy import ConsentRules
+    from fvs.store.factory import open_access
 
-    root = settings(store__data_dir=data_dir).store.data_dir
-    return AdminService(Gate.open(root, ConsentRules()), read_ca_pem(pki_dir))
+    s = settings(store__data_dir=data_dir)
+    access = open_access(s.store)
+    try:
+        gate = Gate.open(s.store.data_dir, ConsentRules(), access)
+    except BaseException:
+        access.close()
+        raise
+    return AdminService(gate, read_ca_pem(pki_dir))
 
 
 def _cmd(parent: Any, name: str, help_text: str, func: Any) -> argparse.ArgumentParser:

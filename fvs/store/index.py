@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from fvs.store.sqlite import SqliteStore
+from fvs.store.base import CitizenStore
 
 Vector = npt.NDArray[np.float32]
 
@@ -32,6 +32,7 @@ class TemplateIndex:
         self._size = 0
         self._memmap_path = memmap_path
         self._matrix = self._allocate(max(capacity, 16))
+        self.failed: list[str] = []  # citizens left out when built from the store
 
     def _allocate(self, capacity: int) -> Vector:
         if self._memmap_path is None:
@@ -62,11 +63,13 @@ class TemplateIndex:
         return index
 
     @classmethod
-    def from_store(cls, store: SqliteStore, model_id: str, dim: int) -> TemplateIndex:
+    def from_store(cls, store: CitizenStore, model_id: str, dim: int) -> TemplateIndex:
+        """Every active template of ``model_id``; rows that fail their integrity check are
+        left out (``failed``): verifying such a citizen reads the store and gets the reason."""
         index = cls(model_id, dim)
-        for ids, vectors, versions in store.active_templates(model_id):
-            for cid, vector, version in zip(ids, vectors, versions, strict=True):
-                index.put(cid, vector, version)
+        for chunk in store.active_templates(model_id):
+            index.put_many(chunk.ids, chunk.vectors, chunk.versions)
+            index.failed.extend(chunk.failed)
         return index
 
     def __len__(self) -> int:
@@ -108,6 +111,26 @@ class TemplateIndex:
             self._matrix[self._size] = vector
             self._rows[int(citizen_id)] = (self._size, version)
             self._size += 1
+
+    def put_many(self, ids: list[str], vectors: Vector, versions: list[int]) -> None:
+        """Append rows in one copy (building from the store)."""
+        with self._lock:
+            need = self._size + len(ids)
+            if need > self._matrix.shape[0]:
+                capacity = self._matrix.shape[0]
+                while capacity < need:
+                    capacity *= 2
+                grown = self._allocate(capacity)
+                grown[: self._size] = self._matrix[: self._size]
+                self._matrix = grown
+            self._matrix[self._size : need] = vectors
+            for k, (cid, version) in enumerate(zip(ids, versions, strict=True)):
+                self._rows[int(cid)] = (self._size + k, version)
+            self._size = need
+
+    def version_of(self, citizen_id: str) -> int | None:
+        hit = self._rows.get(int(citizen_id))
+        return hit[1] if hit is not None else None
 
     def remove(self, citizen_id: str) -> None:
         with self._lock:
