@@ -35,6 +35,8 @@ from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
 from fvs.service import FaceService
 from fvs.store.factory import open_access, open_registry
+from fvs.store.registry import SqlCitizenStore
+from fvs.store.sync import IndexSync
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,27 @@ class Parts:
     service: FaceService
     gate: Gate
     admin: AdminService
+    sync: IndexSync | None = None
+
+    def load_index(self, pipeline: FacePipeline, settings: Settings) -> None:
+        """Build the template index, and on PostgreSQL keep it in step with other servers."""
+        store = self.service.store
+        shared = isinstance(store, SqlCitizenStore) and store.backend == "postgresql"
+        since = IndexSync.database_time(store) if shared else None  # type: ignore[arg-type]
+        self.service.set_pipeline(pipeline)
+        if since is not None and self.service.index is not None:
+            self.sync = IndexSync(
+                store,  # type: ignore[arg-type]
+                self.service.index,
+                since,
+                settings.store.sync,
+                settings.store.poll_interval_s,
+            )
+            self.sync.start()
 
     def close(self) -> None:
+        if self.sync is not None:
+            self.sync.stop()
         self.gate.close()
         self.service.store.close()
 
@@ -190,7 +211,7 @@ class FvsServer:
 
         def load_and_index() -> FacePipeline:
             pipeline = loader()
-            self.service.set_pipeline(pipeline)  # builds the template index
+            self.parts.load_index(pipeline, self.settings)  # builds the template index
             return pipeline
 
         pipeline = await loop.run_in_executor(self.executor, load_and_index)
