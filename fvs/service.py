@@ -60,9 +60,13 @@ def _request_id(given: str) -> str:
 class FaceService:
     """Verify / enroll / look up. Blocking: callers run it off their event loop."""
 
-    def __init__(self, store: CitizenStore, fallback: ScoreMapping) -> None:
-        """``fallback`` maps scores when the model pack has no calibration."""
+    def __init__(
+        self, store: CitizenStore, fallback: ScoreMapping, index_encoding: str = "f32"
+    ) -> None:
+        """``fallback`` maps scores when the model pack has no calibration;
+        ``index_encoding``: how the template index holds rows (fvs.store.index)."""
         self.store = store
+        self.index_encoding = index_encoding
         self.fallback = fallback
         self.index: TemplateIndex | None = None
         self._pipeline: FacePipeline | None = None
@@ -71,7 +75,10 @@ class FaceService:
         """Load the template index for this model; from then on calls are served."""
         start = time.perf_counter()
         self.index = TemplateIndex.from_store(
-            self.store, pipeline.info.model_id, pipeline.manifest.recognizer.embedding_size
+            self.store,
+            pipeline.info.model_id,
+            pipeline.manifest.recognizer.embedding_size,
+            self.index_encoding,
         )
         log.info(
             "template index: %d templates of %s in %.1f s",

@@ -93,7 +93,11 @@ def build_parts(settings: Settings) -> Parts:
     except BaseException:
         registry.close()
         raise
-    service = FaceService(registry, LogisticMapping(settings.score.midpoint, settings.score.slope))
+    service = FaceService(
+        registry,
+        LogisticMapping(settings.score.midpoint, settings.score.slope),
+        settings.store.template_encoding,
+    )
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
