@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -127,16 +127,33 @@ class PgDatabase:
         except (psycopg.Error, PoolTimeout) as exc:
             raise unavailable(self.where, exc, "a read") from exc
 
-    def copy_in(self, sql: str, rows: Callable[[Any], None]) -> None:
-        """``COPY ... FROM STDIN`` in one transaction; ``rows(copy)`` writes the rows."""
+    def bulk_add_citizens(
+        self, citizens: list[tuple[object, ...]], templates: list[tuple[object, ...]]
+    ) -> int:
+        """COPY citizen rows (and template rows for them) into staging tables, then insert
+        those whose ID is new, in one transaction; returns the citizens inserted. Template
+        rows of citizens that already existed are dropped (their history is not touched)."""
         try:
-            with (
-                self.pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-                cur.copy(sql) as copy,
-            ):
-                rows(copy)
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("CREATE TEMP TABLE stage_c (LIKE citizens) ON COMMIT DROP")
+                conn.execute("CREATE TEMP TABLE stage_t (LIKE face_templates) ON COMMIT DROP")
+                with conn.cursor() as cur:
+                    with cur.copy("COPY stage_c FROM STDIN") as copy:
+                        for row in citizens:
+                            copy.write_row(row)
+                    if templates:
+                        with cur.copy("COPY stage_t FROM STDIN") as copy:
+                            for row in templates:
+                                copy.write_row(row)
+                    cur.execute(
+                        "WITH new AS (INSERT INTO citizens SELECT * FROM stage_c"
+                        " ON CONFLICT DO NOTHING RETURNING citizen_id),"
+                        " tpl AS (INSERT INTO face_templates SELECT t.* FROM stage_t t"
+                        " JOIN new USING (citizen_id) RETURNING 1)"
+                        " SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM tpl)"
+                    )
+                    counts: Any = cur.fetchone()
+                    return int(counts[0]) if counts else 0
         except psycopg.errors.IntegrityError as exc:
             raise FvsError(ErrorCode.ALREADY_EXISTS, f"already exists: {_first_line(exc)}") from exc
         except (psycopg.Error, PoolTimeout) as exc:

@@ -107,6 +107,8 @@ class SqlCitizenStore:
         """Bulk insert (one transaction); existing IDs are skipped, and so are templates for
         them. Returns the citizens inserted."""
         now = _now()
+        if self.db.backend == "postgresql":
+            return self._bulk_copy(citizens, templates, model_id, now)
         with self.db.tx() as tx:
             inserted = tx.executemany(_CITIZEN_INSERT, (_citizen_row(c, 0, now) for c in citizens))
             if templates is not None:
@@ -129,6 +131,31 @@ class SqlCitizenStore:
                     " (SELECT 1 FROM face_templates t WHERE t.citizen_id = citizens.citizen_id)"
                 )
         return inserted
+
+    def _bulk_copy(
+        self,
+        citizens: Iterable[Citizen],
+        templates: Iterable[tuple[str, np.ndarray]] | None,
+        model_id: str,
+        now: dt.datetime,
+    ) -> int:
+        """PostgreSQL: COPY through staging tables (fvs.store.pg)."""
+        from fvs.store.pg import PgDatabase  # noqa: PLC0415
+
+        assert isinstance(self.db, PgDatabase)
+        last = 1 if templates is not None else 0
+        citizen_rows = [_citizen_row(c, last, now) for c in citizens]
+        template_rows: list[tuple[object, ...]] = []
+        if templates is not None:
+            stamp = now.isoformat()
+            for cid, v in templates:
+                key_id, blob = self._seal(cid, 1, model_id, v)
+                template_rows.append(
+                    (cid, 1, model_id, int(v.shape[0]), blob, stamp, 1, self.encoding, key_id)
+                )
+            with self.db.tx() as tx:
+                self._register_key(tx, {str(r[8]) for r in template_rows})
+        return self.db.bulk_add_citizens(citizen_rows, template_rows)
 
     def count_citizens(self) -> int:
         return int(self.db.read("SELECT count(*) FROM citizens")[0][0])
