@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fvs.api.client import CallFailedError, FvsClient  # noqa: E402
+from fvs.api.client import CallFailedError, FvsClient
 
 
 def _status_kb(pid: int, field: str) -> int:

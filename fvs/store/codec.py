@@ -34,6 +34,21 @@ def encode(vector: npt.NDArray[np.floating], encoding: str) -> bytes:
     raise ValueError(f"unknown template encoding {encoding!r}")
 
 
+def encode_many(vectors: npt.NDArray[np.floating], encoding: str) -> list[bytes]:
+    """``encode`` of each row of (N, D) ``vectors``, vectorised (bulk loads)."""
+    m = np.asarray(vectors, dtype=np.float32)
+    if encoding == "i8":
+        peak = np.max(np.abs(m), axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype("<f4")
+        q = np.clip(np.rint(m / scale[:, None]), -127, 127).astype(np.int8)
+        rows = np.concatenate([scale[:, None].view(np.uint8), q.view(np.uint8)], axis=1)
+    elif encoding in ("f16", "f32"):
+        rows = m.astype("<f2" if encoding == "f16" else "<f4").view(np.uint8)
+    else:
+        raise ValueError(f"unknown template encoding {encoding!r}")
+    return [r.tobytes() for r in rows]
+
+
 def _unit(v: Vector) -> Vector:
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 0 else v

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 import stat
@@ -26,6 +27,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fvs.errors import ConfigError, ErrorCode, FvsError
+
+log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -111,13 +114,17 @@ class TemplateCipher:
             self._mtime = st.st_mtime
 
     def refresh(self) -> None:
-        """Re-read the key file if it changed (a key added for a rotation)."""
+        """Re-read the key file if it changed (a key added for a rotation); a file that
+        became unreadable or invalid is ignored here (the keys already loaded stay)."""
         try:
             changed = self.path.stat().st_mtime != self._mtime
         except OSError:
             return
         if changed:
-            self._load()
+            try:
+                self._load()
+            except ConfigError as exc:
+                log.error("template key file not reloaded: %s", exc)
 
     @property
     def key_ids(self) -> frozenset[str]:
@@ -128,7 +135,9 @@ class TemplateCipher:
         return f"fvs-template\x00{citizen_id}\x00{version}\x00{model_id}\x00{encoding}".encode()
 
     def seal(self, payload: bytes, aad: bytes) -> tuple[str, bytes]:
-        """(key id, nonce || ciphertext || tag) under the current key."""
+        """(key id, nonce || ciphertext || tag) under the current key (the key file is
+        re-read when it changed: a key added for a rotation is used from then on)."""
+        self.refresh()
         kid = self.current
         nonce = secrets.token_bytes(NONCE_BYTES)
         return kid, nonce + self._keys[kid].encrypt(nonce, payload, aad)

@@ -113,11 +113,14 @@ class SqlCitizenStore:
             inserted = tx.executemany(_CITIZEN_INSERT, (_citizen_row(c, 0, now) for c in citizens))
             if templates is not None:
                 stamp = now.isoformat()
-                rows = []
-                for cid, v in templates:
-                    key_id, blob = self._seal(cid, 1, model_id, v)
-                    dim = int(v.shape[0])
-                    rows.append((cid, model_id, dim, blob, stamp, self.encoding, key_id))
+                ids, vectors = _split(templates)
+                dim = int(vectors.shape[1])
+                rows = [
+                    (cid, model_id, dim, blob, stamp, self.encoding, key_id)
+                    for cid, (key_id, blob) in zip(
+                        ids, self._seal_many(ids, 1, model_id, vectors), strict=True
+                    )
+                ]
                 self._register_key(tx, {r[6] for r in rows})
                 tx.executemany(
                     "INSERT INTO face_templates (citizen_id, version, model_id, dim, vector,"
@@ -148,11 +151,14 @@ class SqlCitizenStore:
         template_rows: list[tuple[object, ...]] = []
         if templates is not None:
             stamp = now.isoformat()
-            for cid, v in templates:
-                key_id, blob = self._seal(cid, 1, model_id, v)
-                template_rows.append(
-                    (cid, 1, model_id, int(v.shape[0]), blob, stamp, 1, self.encoding, key_id)
+            ids, vectors = _split(templates)
+            dim = int(vectors.shape[1])
+            template_rows = [
+                (cid, 1, model_id, dim, blob, stamp, 1, self.encoding, key_id)
+                for cid, (key_id, blob) in zip(
+                    ids, self._seal_many(ids, 1, model_id, vectors), strict=True
                 )
+            ]
             with self.db.tx() as tx:
                 self._register_key(tx, {str(r[8]) for r in template_rows})
         return self.db.bulk_add_citizens(citizen_rows, template_rows)
@@ -172,6 +178,18 @@ class SqlCitizenStore:
             return PLAINTEXT, payload
         aad = self._aad(citizen_id, version, model_id, self.encoding)
         return self.cipher.seal(payload, aad)
+
+    def _seal_many(
+        self, ids: list[str], version: int, model_id: str, vectors: np.ndarray
+    ) -> list[tuple[str, bytes]]:
+        payloads = codec.encode_many(vectors, self.encoding)
+        if self.cipher is None:
+            return [(PLAINTEXT, p) for p in payloads]
+        seal, enc = self.cipher.seal, self.encoding
+        aad = TemplateCipher.associated_data
+        return [
+            seal(p, aad(cid, version, model_id, enc)) for cid, p in zip(ids, payloads, strict=True)
+        ]
 
     def _open(
         self, citizen_id: str, version: int, model_id: str, encoding: str, key_id: str, blob: bytes
@@ -393,6 +411,13 @@ class SqlCitizenStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _split(templates: Iterable[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    pairs = list(templates)
+    ids = [cid for cid, _ in pairs]
+    vectors = np.stack([v for _, v in pairs]) if pairs else np.empty((0, 0), np.float32)
+    return ids, vectors
 
 
 def _citizen_row(c: Citizen, last_version: int, now: dt.datetime) -> tuple[object, ...]:

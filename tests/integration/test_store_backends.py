@@ -160,13 +160,18 @@ def test_rotation_reseals_everything_under_the_new_key(
     )
     old = registry.cipher.current  # type: ignore[union-attr]
     new = write_new_key(store_settings.key_file())
+    # a running server picks up the added key for what it seals next
+    registry.add_template(CITIZEN_A, "m@1", unit(4), create=minimal_citizen(CITIZEN_A))
+    assert registry.db.read(
+        "SELECT key_id FROM face_templates WHERE citizen_id = ?", (CITIZEN_A,)
+    ) == [(new,)]
     done, failed = registry.rotate(batch=16)
     assert (done, failed) == (40, 0)
     assert {r[0] for r in registry.db.read("SELECT key_id FROM face_templates")} == {new}
     assert registry.key_ids_in_use() == {new}
     assert old != new
     index = TemplateIndex.from_store(registry, "m@1", 512)
-    assert len(index) == 40
+    assert len(index) == 41
 
 
 def test_two_servers_enrolling_one_citizen_keep_one_ordered_history(
