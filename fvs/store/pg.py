@@ -89,7 +89,9 @@ class PgDatabase:
             kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
             check=ConnectionPool.check_connection,
             timeout=POOL_TIMEOUT_S,
-            reconnect_timeout=0,  # keep trying for ever: the service resumes when it is back
+            # A failed reconnection is given up at once (no backoff): the next call tries
+            # again, so service resumes with the first call after the database is back.
+            reconnect_timeout=0,
             name="fvs",
             open=False,
         )
