@@ -51,27 +51,41 @@ def timed_calls(fn, args_list) -> list[int]:  # type: ignore[no-untyped-def]
     return out
 
 
-def bench_size(n: int, calls: int, seed: int, workdir: Path) -> dict:  # type: ignore[type-arg]
+def bench_size(n: int, calls: int, seed: int, workdir: Path, encoding: str = "f32") -> dict:  # type: ignore[type-arg]
     ids = synthetic_ids(n)
-    memmap = n >= MEMMAP_FROM
+    memmap = n >= MEMMAP_FROM and encoding == "f32"
     build_start = time.perf_counter()
     if memmap:
         index = TemplateIndex("bench@0", DIM, capacity=n, memmap_path=workdir / f"idx{n}")
         fill(index._matrix, seed)
         index._size = n
-        index._rows = {int(c): (k, 1) for k, c in enumerate(ids)}
+        index._versions[:n] = 1
+        index._rows = {int(c): k for k, c in enumerate(ids)}
+    elif encoding != "f32":  # compact rows, filled a block at a time (never n x D float32)
+        index = TemplateIndex("bench@0", DIM, capacity=n, encoding=encoding)
+        step = 200_000
+        for start in range(0, n, step):
+            block = np.empty((min(step, n - start), DIM), dtype=np.float32)
+            fill(block, seed + start)
+            index.put_many(ids[start : start + block.shape[0]], block, [1] * block.shape[0])
     else:
         matrix = np.empty((n, DIM), dtype=np.float32)
         fill(matrix, seed)
         index = TemplateIndex.from_vectors("bench@0", ids, matrix)
     build_s = time.perf_counter() - build_start
-    raw = np.ascontiguousarray(index.matrix) if not memmap else index.matrix
+    raw = index.matrix if memmap or encoding != "f32" else np.ascontiguousarray(index.matrix)
     rng = np.random.default_rng(seed + 1)
     probe = rng.standard_normal(DIM, dtype=np.float32)
     probe /= np.linalg.norm(probe)
     rows = rng.integers(0, n, size=calls)
     chosen = [ids[r] for r in rows]
-    result: dict = {"templates": n, "memory_mapped": memmap, "build_s": build_s}  # type: ignore[type-arg]
+    result: dict = {  # type: ignore[type-arg]
+        "templates": n,
+        "memory_mapped": memmap,
+        "encoding": encoding,
+        "index_bytes": index.nbytes,
+        "build_s": build_s,
+    }
 
     cold = None
     if memmap:
@@ -103,7 +117,9 @@ def bench_size(n: int, calls: int, seed: int, workdir: Path) -> dict:  # type: i
     batch = 1000
     probes = rng.standard_normal((batch, DIM), dtype=np.float32)
     batch_ids = [ids[r] for r in rng.integers(0, n, size=batch)]
-    gathered = np.ascontiguousarray(index.matrix[[index._rows[int(c)][0] for c in batch_ids]])
+    gathered = np.ascontiguousarray(
+        index.matrix[[index._rows[int(c)] for c in batch_ids]], dtype=np.float32
+    )
     reps = 50
     t0 = time.perf_counter_ns()
     for _ in range(reps):
@@ -127,13 +143,16 @@ def main() -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--calls", type=int, default=20_000, help="measured calls per size")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--encoding", choices=["f32", "f16", "i8"], default="f32", help="index row encoding"
+    )
     p.add_argument("--workdir", type=Path, help="where memory-mapped registries go")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fvs-bench-"))
     results = []
     for n in args.sizes:
-        results.append(bench_size(n, args.calls, args.seed, workdir))
+        results.append(bench_size(n, args.calls, args.seed, workdir, args.encoding))
         r = results[-1]
         print(
             f"{n:>10,} templates{' (mmap)' if r['memory_mapped'] else '':7}  raw dot "

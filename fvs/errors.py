@@ -24,6 +24,7 @@ class Kind(enum.Enum):
     DEADLINE = "deadline"
     CANCELLED = "cancelled"
     UNAVAILABLE = "unavailable"
+    DATA_LOSS = "data_loss"
     INTERNAL = "internal"
 
 
@@ -71,6 +72,8 @@ class ErrorCode(enum.Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     INVALID_TRANSITION = "INVALID_TRANSITION"
     INVALID_CERTIFICATE = "INVALID_CERTIFICATE"
+    # storage (issue 8): a stored template failed its integrity check (moved or altered)
+    TEMPLATE_INTEGRITY = "TEMPLATE_INTEGRITY"
 
     @property
     def kind(self) -> Kind:
@@ -116,6 +119,7 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.ALREADY_EXISTS: Kind.CONFLICT,
     ErrorCode.INVALID_TRANSITION: Kind.PRECONDITION,
     ErrorCode.INVALID_CERTIFICATE: Kind.INVALID_INPUT,
+    ErrorCode.TEMPLATE_INTEGRITY: Kind.DATA_LOSS,
 }
 
 

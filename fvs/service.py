@@ -24,7 +24,6 @@ from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import ScoreMapping, cosine
 from fvs.store.base import CitizenStore
 from fvs.store.index import TemplateIndex
-from fvs.store.sqlite import SqliteStore
 from fvs.store.synthetic import minimal_citizen
 
 log = logging.getLogger(__name__)
@@ -37,25 +36,37 @@ def _request_id(given: str) -> str:
 class FaceService:
     """Verify / enroll / look up. Blocking: callers run it off their event loop."""
 
-    def __init__(self, store: CitizenStore, fallback: ScoreMapping) -> None:
-        """``fallback`` maps scores when the model pack has no calibration."""
+    def __init__(
+        self, store: CitizenStore, fallback: ScoreMapping, index_encoding: str = "f32"
+    ) -> None:
+        """``fallback`` maps scores when the model pack has no calibration;
+        ``index_encoding``: how the template index holds rows (fvs.store.index)."""
         self.store = store
+        self.index_encoding = index_encoding
         self.fallback = fallback
         self.index: TemplateIndex | None = None
         self._pipeline: FacePipeline | None = None
 
     def set_pipeline(self, pipeline: FacePipeline) -> None:
         """Load the template index for this model; from then on calls are served."""
-        if isinstance(self.store, SqliteStore):
-            start = time.perf_counter()
-            self.index = TemplateIndex.from_store(
-                self.store, pipeline.info.model_id, pipeline.manifest.recognizer.embedding_size
-            )
-            log.info(
-                "template index: %d templates of %s in %.1f s",
-                len(self.index),
-                pipeline.info.model_id,
-                time.perf_counter() - start,
+        start = time.perf_counter()
+        self.index = TemplateIndex.from_store(
+            self.store,
+            pipeline.info.model_id,
+            pipeline.manifest.recognizer.embedding_size,
+            self.index_encoding,
+        )
+        log.info(
+            "template index: %d templates of %s in %.1f s",
+            len(self.index),
+            pipeline.info.model_id,
+            time.perf_counter() - start,
+        )
+        if self.index.failed:
+            log.error(
+                "template index: %d templates failed their integrity check and are left out "
+                "(those citizens get TEMPLATE_INTEGRITY until re-enrolled)",
+                len(self.index.failed),
             )
         self._pipeline = pipeline
 
@@ -140,7 +151,7 @@ class FaceService:
                 create=None if exists else minimal_citizen(request.citizen_id),
             )
         if self.index is not None:
-            self.index.put(request.citizen_id, probe.embedding, template.version)
+            self.index.put(request.citizen_id, template.vector, template.version)
         log.info("enrolled template v%d (citizen created: %s)", template.version, created)
         return EnrollResult(
             citizen_id=request.citizen_id,

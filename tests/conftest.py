@@ -101,3 +101,42 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate_all(store: object) -> None:
+    """Run every component's migrations (registry, access, and audit when it provides them)
+    on the databases ``store`` (a StoreSettings) names, as `fvs db migrate` does."""
+    from fvs.config import StoreSettings
+    from fvs.store.factory import open_database
+    from fvs.store.migrate import components, migrate
+
+    assert isinstance(store, StoreSettings)
+    location = store.location()
+    for name, migrations in components().items():
+        if location.backend not in migrations:
+            continue
+        db = open_database(location, name, pool_size=2)
+        try:
+            migrate(db, name, migrations)
+        finally:
+            db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The conformance hook: StoreSettings for each backend (a fresh SQLite data directory, or
+    a fresh migrated PostgreSQL database with a template key file in the data directory).
+    Every store's conformance suite (registry, access, audit) takes this fixture, so each
+    runs against both backends."""
+    from fvs.config import StoreSettings
+    from fvs.store.crypto import write_new_key
+
+    settings = StoreSettings(data_dir=tmp_path / "data")
+    if request.param == "sqlite":
+        yield settings
+        return
+    url = request.getfixturevalue("pg_url")
+    settings.url = url
+    write_new_key(settings.key_file())
+    migrate_all(settings)
+    yield settings

@@ -82,12 +82,17 @@ class Gate:
 
     @classmethod
     def open(
-        cls, data_dir: Path, consent: ConsentRules, location: StoreLocation | None = None
+        cls,
+        data_dir: Path,
+        consent: ConsentRules,
+        location: StoreLocation | None = None,
+        access: AccessStore | None = None,
     ) -> Gate:
         """The audit trail lives where ``location`` says (default: the data directory);
-        keys always come from ``data_dir``."""
+        keys always come from ``data_dir``. ``access``: the access rules' store (default:
+        the SQLite file in ``data_dir``)."""
         return cls(
-            AccessPolicy(AccessStore(data_dir), consent),
+            AccessPolicy(access if access is not None else AccessStore(data_dir), consent),
             open_trail(location or parse_store_url(None, data_dir), data_dir),
             load_or_create_key(data_dir / KEYS_DIR, "citizen-hmac"),
         )

@@ -1,10 +1,15 @@
-"""Agencies, supervisors, purposes, permits, systems and conditions in SQLite
-(``data_dir/access.sqlite3``)."""
+"""Agencies, supervisors, purposes, permits, systems and conditions, in SQLite
+(``data_dir/access.sqlite3``, the embedded default) or PostgreSQL: one SQL implementation on a
+:class:`fvs.store.db.Database`, and the :class:`AccessRecords` protocol the policy needs.
+
+Nothing is cached here: several servers on one PostgreSQL database see a change made through
+any of them on their very next call."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Protocol
 
 from fvs.access.model import (
     Agency,
@@ -17,11 +22,12 @@ from fvs.access.model import (
     System,
 )
 from fvs.errors import ErrorCode, FvsError
-from fvs.store.db import Database
+from fvs.store.db import Database, SqliteDatabase
+from fvs.store.migrate import SQLITE_FILES, check
 
-DB_FILE = "access.sqlite3"
+DB_FILE = SQLITE_FILES["access"]
 
-_SCHEMA = """
+_SQLITE_V1 = """
 CREATE TABLE IF NOT EXISTS agencies (
     code                TEXT PRIMARY KEY,
     kind                TEXT NOT NULL CHECK (kind IN ('STATE', 'PRIVATE')),
@@ -69,13 +75,6 @@ CREATE TABLE IF NOT EXISTS systems (
     registered_at TEXT NOT NULL,
     UNIQUE (agency_code, name)
 );
--- Per-permit rate limits (issue 10): Verify calls per second and burst, in a table of their
--- own so that it ports to a schema migration as one step. No row: no limit.
-CREATE TABLE IF NOT EXISTS permit_rate_limits (
-    permit_id   INTEGER PRIMARY KEY REFERENCES permits(id),
-    calls_per_s REAL NOT NULL CHECK (calls_per_s > 0),
-    burst       INTEGER NOT NULL CHECK (burst >= 1)
-);
 CREATE TABLE IF NOT EXISTS conditions (
     version      TEXT PRIMARY KEY,
     summary      TEXT NOT NULL,
@@ -92,6 +91,92 @@ INSERT OR IGNORE INTO purposes VALUES
 """
 
 
+_PG_V1 = """
+CREATE TABLE agencies (
+    code                TEXT PRIMARY KEY,
+    kind                TEXT NOT NULL CHECK (kind IN ('STATE', 'PRIVATE')),
+    name                TEXT NOT NULL,
+    registration_number TEXT NOT NULL UNIQUE,
+    mission             TEXT NOT NULL,
+    created_at          TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE supervisors (
+    agency_code  TEXT NOT NULL REFERENCES agencies(code),
+    name         TEXT NOT NULL,
+    contact      TEXT NOT NULL,
+    appointed_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (agency_code, name)
+);
+CREATE TABLE purposes (
+    code        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE permits (
+    id                 BIGSERIAL PRIMARY KEY,
+    agency_code        TEXT NOT NULL REFERENCES agencies(code),
+    status             TEXT NOT NULL CHECK (status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')),
+    status_reason      TEXT NOT NULL,
+    status_changed_at  TIMESTAMPTZ NOT NULL,
+    valid_from         TIMESTAMPTZ NOT NULL,
+    valid_until        TIMESTAMPTZ NOT NULL,
+    conditions_version TEXT NOT NULL,
+    granted_at         TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE permit_purposes (
+    permit_id    BIGINT NOT NULL REFERENCES permits(id),
+    purpose_code TEXT NOT NULL REFERENCES purposes(code),
+    PRIMARY KEY (permit_id, purpose_code)
+);
+CREATE TABLE systems (
+    id            BIGSERIAL PRIMARY KEY,
+    agency_code   TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    roles         TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL UNIQUE,
+    subject       TEXT NOT NULL,
+    active        INTEGER NOT NULL DEFAULT 1,
+    registered_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (agency_code, name)
+);
+CREATE TABLE conditions (
+    version      TEXT PRIMARY KEY,
+    summary      TEXT NOT NULL,
+    effective_at TIMESTAMPTZ NOT NULL,
+    seq          BIGSERIAL NOT NULL
+);
+INSERT INTO conditions (version, summary, effective_at) VALUES ('2024-06-18',
+    'DOPA announcement of 18 June 2024 on the Digital ID and FVS', '2024-06-18T00:00:00+00:00');
+INSERT INTO purposes VALUES
+    ('KYC', 'Identity proofing when a customer opens an account or a service',
+     '2024-06-18T00:00:00+00:00'),
+    ('AUTH', 'Re-authenticating an existing customer before a sensitive transaction',
+     '2024-06-18T00:00:00+00:00'),
+    ('GOV_SERVICE', 'Proving identity to use a state e-service', '2024-06-18T00:00:00+00:00');
+"""
+
+# Version 2: per-permit rate limits (issue 10), Verify calls per second and burst. No row: no
+# limit.
+_SQLITE_V2 = """
+CREATE TABLE IF NOT EXISTS permit_rate_limits (
+    permit_id   INTEGER PRIMARY KEY REFERENCES permits(id),
+    calls_per_s REAL NOT NULL CHECK (calls_per_s > 0),
+    burst       INTEGER NOT NULL CHECK (burst >= 1)
+);
+"""
+_PG_V2 = """
+CREATE TABLE IF NOT EXISTS permit_rate_limits (
+    permit_id   BIGINT PRIMARY KEY REFERENCES permits(id),
+    calls_per_s DOUBLE PRECISION NOT NULL CHECK (calls_per_s > 0),
+    burst       INTEGER NOT NULL CHECK (burst >= 1)
+);
+"""
+
+ACCESS_MIGRATIONS: dict[str, list[str]] = {
+    "sqlite": [_SQLITE_V1, _SQLITE_V2],
+    "postgresql": [_PG_V1, _PG_V2],
+}
+
 _PERMIT_SELECT = (
     "SELECT p.id, p.agency_code, p.status, p.status_reason, p.status_changed_at, p.valid_from,"
     " p.valid_until, p.conditions_version, p.granted_at, r.calls_per_s, r.burst"
@@ -104,12 +189,67 @@ def _ts(value: dt.datetime) -> str:
 
 
 def _dt(value: object) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC)
     return dt.datetime.fromisoformat(str(value))
 
 
+class AccessRecords(Protocol):
+    """What the access policy and the admin service read and write."""
+
+    def agency(self, code: str) -> Agency: ...
+    def agencies(self) -> list[Agency]: ...
+    def add_agency(self, agency: Agency, now: dt.datetime) -> None: ...
+    def add_supervisor(self, code: str, supervisor: Supervisor, now: dt.datetime) -> None: ...
+    def add_purpose(self, purpose: Purpose, now: dt.datetime) -> None: ...
+    def purpose(self, code: str) -> Purpose | None: ...
+    def purposes(self) -> list[Purpose]: ...
+    def grant_permit(
+        self,
+        agency_code: str,
+        purposes: list[str],
+        valid_from: dt.datetime,
+        valid_until: dt.datetime,
+        conditions_version: str,
+        now: dt.datetime,
+    ) -> Permit: ...
+    def permit(self, permit_id: int) -> Permit: ...
+    def permits_of(self, agency_code: str) -> list[Permit]: ...
+    def set_permit_status(
+        self, permit_id: int, status: PermitStatus, reason: str, now: dt.datetime
+    ) -> Permit: ...
+    def add_system(
+        self,
+        agency_code: str,
+        name: str,
+        roles: frozenset[Role],
+        fingerprint: str,
+        subject: str,
+        now: dt.datetime,
+    ) -> System: ...
+    def set_system_active(self, agency_code: str, name: str, active: bool) -> None: ...
+    def system_by_fingerprint(self, fingerprint: str) -> System | None: ...
+    def systems_of(self, agency_code: str) -> list[System]: ...
+    def set_conditions(self, version: str, summary: str, now: dt.datetime) -> None: ...
+    def conditions_version(self) -> str: ...
+    def close(self) -> None: ...
+
+
 class AccessStore:
-    def __init__(self, data_dir: Path) -> None:
-        self.db = Database(Path(data_dir) / DB_FILE, _SCHEMA)
+    """:class:`AccessRecords` in SQL. ``where``: a data directory (its SQLite file, created
+    at the current schema when new) or an open, checked :class:`Database`."""
+
+    def __init__(self, where: Path | str | Database) -> None:
+        if isinstance(where, (Path, str)):
+            db = SqliteDatabase(Path(where) / DB_FILE)
+            try:
+                check(db, "access", ACCESS_MIGRATIONS, f"fvs db migrate --data-dir {where}")
+            except BaseException:
+                db.close()
+                raise
+            self.db: Database = db
+        else:
+            self.db = where
 
     def close(self) -> None:
         self.db.close()
@@ -198,7 +338,7 @@ class AccessStore:
             cur = conn.execute(
                 "INSERT INTO permits (agency_code, status, status_reason, status_changed_at,"
                 " valid_from, valid_until, conditions_version, granted_at)"
-                " VALUES (?, 'ACTIVE', 'granted', ?, ?, ?, ?, ?)",
+                " VALUES (?, 'ACTIVE', 'granted', ?, ?, ?, ?, ?) RETURNING id",
                 (
                     agency_code,
                     _ts(now),
@@ -208,7 +348,7 @@ class AccessStore:
                     _ts(now),
                 ),
             )
-            permit_id = int(cur.lastrowid or 0)
+            permit_id = int(cur.fetchone()[0])
             conn.executemany(
                 "INSERT INTO permit_purposes VALUES (?, ?)", [(permit_id, p) for p in purposes]
             )
@@ -296,7 +436,7 @@ class AccessStore:
         with self.db.tx() as conn:
             cur = conn.execute(
                 "INSERT INTO systems (agency_code, name, roles, fingerprint, subject,"
-                " registered_at) VALUES (?,?,?,?,?,?)",
+                " registered_at) VALUES (?,?,?,?,?,?) RETURNING id",
                 (
                     agency_code,
                     name,
@@ -306,7 +446,7 @@ class AccessStore:
                     _ts(now),
                 ),
             )
-            system_id = int(cur.lastrowid or 0)
+            system_id = int(cur.fetchone()[0])
         return System(system_id, name, agency_code, roles, fingerprint)
 
     def set_system_active(self, agency_code: str, name: str, active: bool) -> None:
@@ -348,10 +488,14 @@ class AccessStore:
     # conditions -----------------------------------------------------------------------
     def set_conditions(self, version: str, summary: str, now: dt.datetime) -> None:
         with self.db.tx() as conn:
-            conn.execute("INSERT INTO conditions VALUES (?,?,?)", (version, summary, _ts(now)))
+            conn.execute(
+                "INSERT INTO conditions (version, summary, effective_at) VALUES (?,?,?)",
+                (version, summary, _ts(now)),
+            )
 
     def conditions_version(self) -> str:
+        order = "rowid" if self.db.backend == "sqlite" else "seq"
         rows = self.db.read(
-            "SELECT version FROM conditions ORDER BY effective_at DESC, rowid DESC LIMIT 1"
+            f"SELECT version FROM conditions ORDER BY effective_at DESC, {order} DESC LIMIT 1"
         )
         return str(rows[0][0]) if rows else ""

@@ -25,6 +25,7 @@ GRPC_CODE: Mapping[Kind, grpc.StatusCode] = {
     Kind.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
     Kind.CANCELLED: grpc.StatusCode.CANCELLED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Kind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
     Kind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 

@@ -43,7 +43,9 @@ from fvs.pipeline.score import LogisticMapping
 from fvs.pki import ca_keys_in
 from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
-from fvs.store.sqlite import SqliteStore
+from fvs.store.factory import open_access, open_registry
+from fvs.store.registry import SqlCitizenStore
+from fvs.store.sync import IndexSync
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,27 @@ class Parts:
     gate: Gate
     admin: AdminService
     receipts: ReceiptSigner
+    sync: IndexSync | None = None
+
+    def load_index(self, pipeline: FacePipeline, settings: Settings) -> None:
+        """Build the template index, and on PostgreSQL keep it in step with other servers."""
+        store = self.service.store
+        shared = isinstance(store, SqlCitizenStore) and store.backend == "postgresql"
+        since = IndexSync.database_time(store) if shared else None  # type: ignore[arg-type]
+        self.service.set_pipeline(pipeline)
+        if since is not None and self.service.index is not None:
+            self.sync = IndexSync(
+                store,  # type: ignore[arg-type]
+                self.service.index,
+                since,
+                settings.store.sync,
+                settings.store.poll_interval_s,
+            )
+            self.sync.start()
 
     def close(self) -> None:
+        if self.sync is not None:
+            self.sync.stop()
         self.gate.close()
         self.service.store.close()
 
@@ -82,15 +103,31 @@ class Parts:
 
 
 def build_parts(settings: Settings) -> Parts:
+    """The stores ``settings.store`` names (schema and template key checked: ConfigError
+    otherwise), the service and the gate."""
     data_dir = settings.store.data_dir
+    pool = settings.store.pool_size or settings.server.workers + 2
+    registry = open_registry(settings.store, pool)
+    try:
+        access = open_access(settings.store, pool)
+    except BaseException:
+        registry.close()
+        raise
     service = FaceService(
-        SqliteStore(data_dir), LogisticMapping(settings.score.midpoint, settings.score.slope)
+        registry,
+        LogisticMapping(settings.score.midpoint, settings.score.slope),
+        settings.store.template_encoding,
     )
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
-    gate = Gate.open(data_dir, rules, settings.store.location())
+    try:
+        gate = Gate.open(data_dir, rules, settings.store.location(), access)
+    except BaseException:
+        registry.close()
+        access.close()
+        raise
     tls_dir = None if settings.access.tls_dir is None else Path(settings.access.tls_dir)
     receipts = ReceiptSigner(load_or_create_key(tls_dir, data_dir / KEYS_DIR), gate.citizen_key)
     return Parts(service, gate, AdminService(gate, read_ca_pem(tls_dir)), receipts)
@@ -246,7 +283,7 @@ class FvsServer:
 
         def load_and_index() -> FacePipeline:
             pipeline = loader()
-            self.service.set_pipeline(pipeline)  # builds the template index
+            self.parts.load_index(pipeline, self.settings)  # builds the template index
             return pipeline
 
         pipeline = await loop.run_in_executor(self.executor, load_and_index)

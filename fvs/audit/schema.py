@@ -52,9 +52,10 @@ BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_records
 FOR EACH STATEMENT EXECUTE FUNCTION audit_records_append_only();
 """
 
+# No "sqlite" key: the embedded trail is a JSONL file with its head file, so `fvs db migrate`
+# has nothing to do for it (the runner skips components without the store's backend).
 AUDIT_MIGRATIONS: dict[str, list[str]] = {
     "postgresql": [_V1_POSTGRESQL],
-    "sqlite": [],  # the embedded trail is a JSONL file with its head file: no tables
 }
 
 
@@ -62,7 +63,7 @@ def apply(conn: Any, backend: str = "postgresql") -> int:
     """Run every audit migration for ``backend`` on ``conn`` (a psycopg connection) in one
     transaction; returns the version reached. For tests and for the migration runner, which
     records the version in its own table."""
-    scripts = AUDIT_MIGRATIONS[backend]
+    scripts = AUDIT_MIGRATIONS.get(backend, [])
     with conn.transaction():
         for script in scripts:
             conn.execute(script)

@@ -7,7 +7,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from fvs.cli import admin, client, common, console, evaluate, local
+from fvs.cli import admin, client, common, console, evaluate, local, store
 
 EXIT_OK = 0
 
@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     client.register(sub)
     local.register(sub)
     admin.register(sub)
+    store.register_db(sub)
     evaluate.register(sub)
     console.register(sub)
     return p
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    common.apply_store_args(args)
     from fvs.observability.logs import configure
 
     configure(args.log_level, args.log_format)

@@ -20,9 +20,15 @@ def open_admin(data_dir: Path | None, pki_dir: Path | None = None) -> AdminServi
     from fvs.access.admin import AdminService, read_ca_pem
     from fvs.access.gate import Gate
     from fvs.access.policy import ConsentRules
+    from fvs.store.factory import open_access
 
     s = settings(store__data_dir=data_dir)
-    gate = Gate.open(s.store.data_dir, ConsentRules(), s.store.location())
+    access = open_access(s.store)
+    try:
+        gate = Gate.open(s.store.data_dir, ConsentRules(), s.store.location(), access)
+    except BaseException:
+        access.close()
+        raise
     return AdminService(gate, read_ca_pem(pki_dir))
 
 

@@ -26,12 +26,17 @@ def exit_code_for(code: ErrorCode) -> int:
     return EXIT_UNAVAILABLE if code.kind in {Kind.UNAVAILABLE, Kind.INTERNAL} else EXIT_REFUSED
 
 
+# --store and --template-key-file of the command being run (set by fvs.cli.main), applied by
+# every settings() call: each command that touches state reads them from there.
+STORE_OVERRIDES: dict[str, Any] = {}
+
+
 def settings(**overrides: Any) -> Settings:
     """Settings from the environment, with the command line's overrides (None = not given)."""
     from fvs.config import Settings
 
     result = Settings()
-    for dotted, value in overrides.items():
+    for dotted, value in {**STORE_OVERRIDES, **overrides}.items():
         if value is None:
             continue
         section, field = dotted.split("__")
@@ -40,9 +45,35 @@ def settings(**overrides: Any) -> Settings:
 
 
 def add_data_dir(cmd: argparse.ArgumentParser) -> None:
+    """--data-dir (local files) and --store (where the state lives), for every command that
+    touches state."""
     cmd.add_argument(
-        "--data-dir", type=Path, help="data directory (default $FVS_STORE__DATA_DIR or ./fvs-data)"
+        "--data-dir",
+        type=Path,
+        help="local files: keys, caches, and the SQLite databases when --store names no "
+        "database (default $FVS_STORE__DATA_DIR or ./fvs-data)",
     )
+    cmd.add_argument(
+        "--store",
+        dest="store_url",
+        metavar="URL",
+        help="where the registry, access rules and audit trail live: sqlite:///DIR or "
+        "postgresql://USER@HOST:PORT/DB (default $FVS_STORE__URL, else the SQLite files in "
+        "--data-dir)",
+    )
+    cmd.add_argument(
+        "--template-key-file",
+        type=Path,
+        metavar="PATH",
+        help="the key file templates are sealed with (default $FVS_STORE__TEMPLATE_KEY_FILE, "
+        "else DATA_DIR/keys/template.key)",
+    )
+
+
+def apply_store_args(args: argparse.Namespace) -> None:
+    STORE_OVERRIDES.clear()
+    STORE_OVERRIDES["store__url"] = getattr(args, "store_url", None)
+    STORE_OVERRIDES["store__template_key_file"] = getattr(args, "template_key_file", None)
 
 
 def report_error(

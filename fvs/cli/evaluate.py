@@ -47,6 +47,13 @@ def register(sub: Any) -> None:
         help="'all' cross-identity pairs, or a number to sample (with --seed)",
     )
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--template-encoding",
+        choices=["f32", "f16", "i8"],
+        default="f32",
+        help="score embeddings as the registry stores templates (f16, i8: compact; default "
+        "f32, as computed)",
+    )
     ev.add_argument("--name", help="dataset name for the plots' titles")
     ev.add_argument(
         "--out",
@@ -94,6 +101,7 @@ def _options(args: argparse.Namespace) -> Any:
         seed=getattr(args, "seed", 0),
         cache=args.cache,
         progress=not args.no_progress,
+        template_encoding=getattr(args, "template_encoding", "f32"),
     )
 
 

@@ -7,12 +7,11 @@ import asyncio
 import datetime as dt
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from fvs.cli import client
-from fvs.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, add_data_dir, settings
+from fvs.cli import client, store
+from fvs.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, add_data_dir, settings
 
 
 def register_serve(sub: Any) -> None:
@@ -56,17 +55,7 @@ def register_serve(sub: Any) -> None:
 def register(sub: Any) -> None:
     registry = sub.add_parser("registry", help="the synthetic civil-registration store")
     rsub = registry.add_subparsers(dest="registry_command", required=True)
-    seed = rsub.add_parser("seed", help="generate deterministic synthetic citizens")
-    seed.add_argument("--count", type=int, required=True)
-    seed.add_argument("--seed", type=int, default=0)
-    seed.add_argument(
-        "--with-templates",
-        action="store_true",
-        help="also store a random unit-vector template each (scale tests only)",
-    )
-    add_data_dir(seed)
-    seed.add_argument("--pack", help="model pack whose id and size the templates take")
-    seed.set_defaults(func=_seed)
+    store.register_registry(rsub)
     client.register_registry(rsub)
 
     model = sub.add_parser("model", help="model packs")
@@ -187,36 +176,6 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot serve: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    return 0
-
-
-def _seed(args: argparse.Namespace) -> int:
-    from fvs.runtime.manifest import load_manifest
-    from fvs.store.sqlite import SqliteStore
-    from fvs.store.synthetic import random_templates, synthetic_citizens
-
-    if args.count < 1:
-        print("error: --count must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    s = settings(store__data_dir=args.data_dir, model__pack=args.pack)
-    start = time.perf_counter()
-    store = SqliteStore(s.store.data_dir)
-    citizens = list(synthetic_citizens(args.count, args.seed))
-    templates = None
-    model_id = ""
-    if args.with_templates:
-        manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
-        model_id = manifest.model_id
-        vectors = random_templates(args.count, manifest.recognizer.embedding_size, args.seed)
-        templates = zip((c.citizen_id for c in citizens), vectors, strict=True)
-    inserted = store.add_citizens(citizens, templates, model_id)
-    total = store.count_citizens()
-    store.close()
-    print(
-        f"seeded {inserted} new synthetic citizens (of {args.count}; {total} in "
-        f"{s.store.data_dir}) in {time.perf_counter() - start:.1f} s"
-        + (f", templates for model {model_id}" if model_id else "")
-    )
     return 0
 
 

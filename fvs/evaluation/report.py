@@ -25,6 +25,18 @@ from fvs.pipeline.score import Calibration
 FMRS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 
 
+def _as_stored(embedded: Embedded, encoding: str) -> np.ndarray:
+    from fvs.store import codec  # noqa: PLC0415
+
+    vectors = embedded.vectors.copy()
+    ok = embedded.ok
+    if ok.any():
+        rows = vectors[ok]
+        payloads = [codec.encode(v, encoding) for v in rows]
+        vectors[ok] = codec.decode_many(payloads, encoding, rows.shape[1])
+    return vectors
+
+
 @dataclass
 class EvalOptions:
     dataset: Path
@@ -35,6 +47,10 @@ class EvalOptions:
     seed: int = 0
     cache: Path | None = None
     progress: bool = True
+    # Score every embedding as the registry stores templates (fvs.store.codec): f32 (as
+    # computed), f16 or i8. Both sides of each pair go through it (a stricter test than
+    # verification, where only the enrolled side does).
+    template_encoding: str = "f32"
 
 
 def _operating_points(
@@ -82,6 +98,8 @@ class Evaluation:
         self.embedded: Embedded = embed_dataset(
             pipeline, self.dataset, options.cache, options.progress
         )
+        if options.template_encoding != "f32":
+            self.embedded.vectors = _as_stored(self.embedded, options.template_encoding)
         self.index = self.dataset.index()
 
     def fta(self) -> dict[str, Any]:

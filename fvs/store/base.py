@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from fvs.domain import Citizen, CitizenView, Embedding, Template
+
+
+@dataclass(frozen=True)
+class TemplateChunk:
+    """Active templates of one model: ids, (n, D) float32 unit vectors, versions, and the
+    citizens whose rows failed their integrity check (left out, each keeps its reason)."""
+
+    ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    versions: list[int]
+    failed: list[str]
 
 
 class CitizenStore(Protocol):
@@ -40,5 +53,9 @@ class CitizenStore(Protocol):
         ...
 
     def delete_templates(self, citizen_id: str) -> int: ...
+
+    def active_templates(self, model_id: str, batch: int = 65536) -> Iterator[TemplateChunk]:
+        """Every active template of ``model_id`` (to build a template index)."""
+        ...
 
     def close(self) -> None: ...

@@ -1,36 +1,136 @@
-"""A SQLite database in WAL mode with one connection per thread: the plumbing both the
-registry and the access store share."""
+"""The SQL plumbing every store shares, whatever the backend.
+
+A :class:`Database` runs ``?``-style SQL in transactions and reads; :class:`SqliteDatabase`
+(here, the only module that imports sqlite3) is a file in WAL mode with one connection per
+thread, :class:`fvs.store.pg.PgDatabase` a psycopg pool. Stores write SQL both backends
+understand (``ON CONFLICT DO NOTHING``, ``RETURNING``) and branch on ``backend`` where they
+must. Every driver failure becomes an :class:`FvsError`: a uniqueness conflict
+ALREADY_EXISTS, anything else STORE_UNAVAILABLE (the transaction rolled back: nothing is
+half-written).
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from fvs.errors import ErrorCode, FvsError
 
+Row = tuple[Any, ...]
 
-class Database:
-    def __init__(self, path: Path, schema: str, page_size: int = 4096) -> None:
-        self.path = path
-        self.page_size = page_size
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Any) -> int:
+        """Runs ``sql`` once per row; returns the rows changed."""
+        ...
+
+    def script(self, sql: str) -> None:
+        """Several statements (a migration), inside this transaction."""
+        ...
+
+
+class Database(Protocol):
+    backend: str  # "sqlite" | "postgresql"
+    where: str  # for messages: a path or a redacted URL
+
+    def tx(self) -> AbstractContextManager[Tx]: ...
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+    def stream(self, sql: str, params: Sequence[object], batch: int) -> Iterator[list[Row]]:
+        """Rows of a large read, ``batch`` at a time."""
+        ...
+
+    def is_empty(self) -> bool:
+        """True when the database holds no table at all (a brand-new one)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it 0700: templates are biometric data."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        if stat.S_IMODE(path.stat().st_mode) != DIR_MODE:
+            path.chmod(DIR_MODE)
+    except OSError as exc:
+        raise FvsError(
+            ErrorCode.STORE_UNAVAILABLE, f"cannot create data directory {path}: {exc}"
+        ) from exc
+
+
+def _private_files(db_path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        f = db_path.with_name(db_path.name + suffix)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FvsError(
-                ErrorCode.STORE_UNAVAILABLE, f"cannot create data directory {path.parent}: {exc}"
-            ) from exc
+            if f.exists() and stat.S_IMODE(f.stat().st_mode) != FILE_MODE:
+                f.chmod(FILE_MODE)
+        except OSError:
+            pass  # not ours to fix (read-only mount): the directory mode still protects it
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        return self.conn.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Any) -> int:
+        return self.conn.executemany(sql, rows).rowcount
+
+    def script(self, sql: str) -> None:
+        pending = ""
+        for line in sql.splitlines(keepends=True):
+            pending += line
+            if sqlite3.complete_statement(pending):
+                self.conn.execute(pending)
+                pending = ""
+        if pending.strip():
+            self.conn.execute(pending)
+
+
+class SqliteDatabase:
+    backend = "sqlite"
+
+    def __init__(self, path: Path, page_size: int = 4096) -> None:
+        self.path = path
+        self.where = str(path)
+        self.page_size = page_size
+        private_dir(self.path.parent)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Files are created 0600 (the umask only takes bits away), then checked.
+        old = os.umask(0o077)
         try:
-            self.conn().executescript(schema)
-        except sqlite3.Error as exc:
-            raise FvsError(
-                ErrorCode.STORE_UNAVAILABLE, f"cannot initialise the database {path}: {exc}"
-            ) from exc
+            self.conn()
+        finally:
+            os.umask(old)
+        _private_files(path)
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -54,13 +154,13 @@ class Database:
         return conn
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[Tx]:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
         conn = self.conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                yield _SqliteTx(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -70,11 +170,22 @@ class Database:
         except sqlite3.Error as exc:
             raise FvsError(ErrorCode.STORE_UNAVAILABLE, f"database write failed: {exc}") from exc
 
-    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         try:
-            return self.conn().execute(sql, params).fetchall()
+            return self.conn().execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise FvsError(ErrorCode.STORE_UNAVAILABLE, f"database read failed: {exc}") from exc
+
+    def stream(self, sql: str, params: Sequence[object], batch: int) -> Iterator[list[Row]]:
+        try:
+            cursor = self.conn().execute(sql, tuple(params))
+            while rows := cursor.fetchmany(batch):
+                yield rows
+        except sqlite3.Error as exc:
+            raise FvsError(ErrorCode.STORE_UNAVAILABLE, f"database read failed: {exc}") from exc
+
+    def is_empty(self) -> bool:
+        return not self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1")
 
     def close(self) -> None:
         with self._lock:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from fvs.citizen_id import complete
 from fvs.domain import CardStatus, Citizen, Sex
 
 # (province code as used in ID digits 2-3, Thai name, romanised, districts (Thai, romanised))
@@ -99,34 +98,44 @@ _EPOCH = dt.date(1940, 1, 1)
 _BIRTH_SPAN_DAYS = (dt.date(2008, 12, 31) - _EPOCH).days
 
 
+def _id_numbers(count: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    """``count`` distinct 13-digit ID numbers (check digit included), in draw order."""
+    categories = np.array([1, 2, 3, 5, 8], dtype=np.int64)
+    weights = np.array([0.45, 0.05, 0.45, 0.03, 0.02])
+    provinces = np.array([int(p[0]) for p in PROVINCES], dtype=np.int64)
+    out = np.empty(0, dtype=np.int64)
+    while out.shape[0] < count:
+        need = count - out.shape[0]
+        draw = need + need // 16 + 16
+        first12 = (
+            rng.choice(categories, size=draw, p=weights) * 10**11
+            + provinces[rng.integers(0, len(PROVINCES), size=draw)] * 10**9
+            + rng.integers(1, 100, size=draw) * 10**7
+            + rng.integers(0, 10**7, size=draw)
+        )
+        candidates = np.concatenate([out, first12])
+        _, first = np.unique(candidates, return_index=True)  # first occurrence of each
+        out = candidates[np.sort(first)][:count]
+    digits = (out[:, None] // 10 ** np.arange(11, -1, -1, dtype=np.int64)) % 10
+    check = (11 - (digits * np.arange(13, 1, -1, dtype=np.int64)).sum(axis=1) % 11) % 10
+    ids: npt.NDArray[np.int64] = out * 10 + check
+    return ids
+
+
 def synthetic_ids(count: int, rng: np.random.Generator) -> list[str]:
     """``count`` distinct, check-digit-valid IDs shaped like Thai ones.
 
     Digit 1: category 1-8 (mostly 1 and 3); digits 2-5: a province + district office of the
-    list above; digits 6-12: book and sequence numbers.
+    list above; digits 6-12: book and sequence numbers. Vectorised: 10^7 IDs take seconds and
+    80 MB.
     """
-    categories = np.array([1, 2, 3, 5, 8])
-    weights = np.array([0.45, 0.05, 0.45, 0.03, 0.02])
-    seen: set[str] = set()
-    out: list[str] = []
-    while len(out) < count:
-        need = count - len(out)
-        cat = rng.choice(categories, size=need, p=weights)
-        prov = rng.integers(0, len(PROVINCES), size=need)
-        office = rng.integers(1, 100, size=need)
-        serial = rng.integers(0, 10**7, size=need)
-        for c, p, o, s in zip(cat, prov, office, serial, strict=True):
-            first12 = f"{c}{PROVINCES[p][0]}{o:02d}{s:07d}"
-            if first12 not in seen:
-                seen.add(first12)
-                out.append(complete(first12))
-    return out
+    return [f"{n:013d}" for n in _id_numbers(count, rng)]
 
 
 def synthetic_citizens(count: int, seed: int) -> Iterator[Citizen]:
     """``count`` deterministic synthetic citizens for ``seed``."""
     rng = np.random.default_rng(seed)
-    ids = synthetic_ids(count, rng)
+    ids = _id_numbers(count, rng)
     sexes = rng.integers(0, 2, size=count)
     first = rng.integers(0, len(MALE_NAMES), size=count)
     last = rng.integers(0, len(SURNAMES), size=count)
@@ -142,7 +151,7 @@ def synthetic_citizens(count: int, seed: int) -> Iterator[Citizen]:
         _code, prov_th, _prov_en, districts = PROVINCES[prov[i]]
         district_th, _ = districts[int(dist[i]) % len(districts)]
         yield Citizen(
-            citizen_id=ids[i],
+            citizen_id=f"{ids[i]:013d}",
             first_name_th=given_th,
             last_name_th=sur_th,
             first_name_en=given_en,
@@ -159,6 +168,15 @@ def synthetic_citizens(count: int, seed: int) -> Iterator[Citizen]:
 def random_templates(count: int, dim: int, seed: int) -> npt.NDArray[np.float32]:
     """(count, dim) float32 random unit vectors (for scale tests, not real faces)."""
     rng = np.random.default_rng([seed, 0xFACE])
+    vectors = rng.standard_normal((count, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def template_chunk(start: int, count: int, dim: int, seed: int) -> npt.NDArray[np.float32]:
+    """Random unit-vector templates for citizens ``start .. start + count`` of a seeding:
+    deterministic per (seed, start), so a seeding of any size runs in bounded memory."""
+    rng = np.random.default_rng([seed, 0xFACE, start])
     vectors = rng.standard_normal((count, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors

@@ -52,6 +52,7 @@ EXPECTED = {
     ErrorCode.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     ErrorCode.INVALID_TRANSITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.INVALID_CERTIFICATE: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.TEMPLATE_INTEGRITY: grpc.StatusCode.DATA_LOSS,
 }
 
 

@@ -58,3 +58,41 @@ def test_built_from_the_store_for_one_model(tmp_path: Path) -> None:
     assert version == 2 and np.array_equal(vector, VECTORS[49])
     assert index.lookup(other) is None  # another model's template is not indexed
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "tolerance", "row_bytes"), [("f16", 1e-3, 1024), ("i8", 1e-2, 512)]
+)
+def test_compact_rows_score_within_their_quantisation_error(
+    encoding: str, tolerance: float, row_bytes: int
+) -> None:
+    index = TemplateIndex.from_vectors("m@1", IDS, VECTORS, encoding=encoding)
+    assert index.matrix.nbytes == 50 * row_bytes
+    probes = random_templates(50, 512, seed=11)
+    exact = np.einsum("ij,ij->i", VECTORS, probes)
+    single = np.array([index.score(IDS[k], probes[k])[0] for k in range(50)])
+    many = index.score_many(IDS, probes)
+    assert np.max(np.abs(single - exact)) < tolerance
+    assert np.allclose(many, single, atol=1e-5)
+    vector, version = index.lookup(IDS[7])
+    assert vector.dtype == np.float32 and version == 1
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
+    index.put(IDS[7], VECTORS[8], 2)  # grows, keeps versions and scales
+    assert index.version_of(IDS[7]) == 2
+    assert index.score(IDS[7], VECTORS[8])[0] == pytest.approx(1.0, abs=tolerance)
+    assert index.score(IDS[9], VECTORS[9])[0] == pytest.approx(1.0, abs=tolerance)
+
+
+@pytest.mark.parametrize("encoding", ["f32", "f16", "i8"])
+def test_codec_round_trip(encoding: str) -> None:
+    from fvs.errors import ErrorCode, FvsError
+    from fvs.store import codec
+
+    payloads = [codec.encode(v, encoding) for v in VECTORS]
+    one = codec.decode(payloads[3], encoding, 512)
+    many = codec.decode_many(payloads, encoding, 512)
+    assert np.allclose(many[3], one, atol=1e-6)
+    assert float(one @ VECTORS[3]) > 0.999
+    with pytest.raises(FvsError) as info:
+        codec.decode(payloads[3][:-1], encoding, 512)
+    assert info.value.code is ErrorCode.TEMPLATE_INTEGRITY
