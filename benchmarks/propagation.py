@@ -45,7 +45,7 @@ from fvs.access.policy import ConsentRules  # noqa: E402
 from fvs.api.client import CallFailedError, ClientTls, FvsClient, channel  # noqa: E402
 from fvs.api.v1 import admin_pb2, admin_pb2_grpc  # noqa: E402
 from fvs.config import StoreSettings  # noqa: E402
-from fvs.pki import init_pki  # noqa: E402
+from fvs.pki import init_pki, server_dir  # noqa: E402
 from fvs.store.crypto import write_new_key  # noqa: E402
 from fvs.store.factory import open_access, open_registry  # noqa: E402
 from fvs.store.index import TemplateIndex  # noqa: E402
@@ -131,17 +131,14 @@ def _free_port() -> int:
 @contextmanager
 def two_servers(store: StoreSettings, work: Path) -> Iterator[dict[str, Any]]:
     pki = work / "pki"
-    tls = work / "tls"  # what a server needs, without the CA key
     ca, _ = init_pki(pki, "Bench Authority", [])
-    tls.mkdir()
-    for name in ("server.pem", "server.key", "ca.pem"):
-        shutil.copy(pki / name, tls / name)
+    tls = server_dir(pki)  # what a server needs, without the CA key
     certs = {
         "gateway": ca.issue("gateway", "BANK-A"),
         "operator": ca.issue("operator", "FVS"),
     }
     access = open_access(store)
-    admin = AdminService(Gate.open(work / "admin-data", ConsentRules(), access), ca.pem)
+    admin = AdminService(Gate.open(work / "admin-data", ConsentRules(), access=access), ca.pem)
     admin.add_agency(OPERATOR, "BANK-A", "PRIVATE", "Bank A", "0107536000001", "banking", [])
     permit = admin.grant_permit(
         OPERATOR, "BANK-A", ["KYC"], None, dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
@@ -163,6 +160,10 @@ def two_servers(store: StoreSettings, work: Path) -> Iterator[dict[str, Any]]:
     }
     procs = []
     logs = []
+    for k in range(len(ports)):
+        # One deployment, one set of keys (audit chain key, citizen HMAC): every server of a
+        # shared trail must hold the same ones, or it refuses to extend the trail.
+        shutil.copytree(work / "admin-data" / "keys", work / f"data{k}" / "keys")
     for k, port in enumerate(ports):
         log = (work / f"server{k}.log").open("w")
         logs.append(log)

@@ -148,12 +148,8 @@ def register(sub: Any) -> None:
 
 
 def _audit_location(cmd: argparse.ArgumentParser) -> None:
+    """--data-dir (the chain key stays there) and --store (where the trail lives)."""
     add_data_dir(cmd)
-    cmd.add_argument(
-        "--store",
-        help="store URL: sqlite:///DIR (default: the data directory) or postgresql://... "
-        "(env FVS_STORE__URL); the chain key stays in --data-dir",
-    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -266,7 +262,7 @@ def _open_audit(args: argparse.Namespace) -> Any:
     from fvs.audit.trail import audit_key, log_dir
     from fvs.errors import FvsError
 
-    s = settings(store__data_dir=args.data_dir, store__url=args.store)
+    s = settings(store__data_dir=args.data_dir)  # --store reaches it through settings()
     try:
         location = s.store.location()
     except FvsError as exc:

@@ -158,15 +158,17 @@ def test_two_servers_write_one_postgresql_trail(
     trail; calls alternate between them; `fvs audit verify --store` checks one chain."""
     import shutil
 
-    import psycopg
+    from fvs.store.crypto import write_new_key
+    from tests.conftest import migrate_all
 
-    from fvs.audit.schema import apply
-
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        apply(conn, "postgresql")
-    first, second = settings_factory(), settings_factory()
-    for s in (first, second):
+    first, second, stranger = settings_factory(), settings_factory(), settings_factory()
+    for s in (first, second, stranger):
         s.store.url = pg_url
+    migrate_all(first.store)  # registry, access and audit schemas, as `fvs db migrate`
+    write_new_key(first.store.key_file())  # every server of one registry holds its key
+    for s in (second, stranger):
+        s.store.key_file().parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(first.store.key_file(), s.store.key_file())
     (second.store.data_dir / "keys").mkdir(parents=True, exist_ok=True)
     from fvs.audit.trail import audit_key
 
@@ -195,8 +197,6 @@ def test_two_servers_write_one_postgresql_trail(
     assert exported.returncode == 0, exported.stderr
     assert len(exported.stdout.splitlines()) == 10
     # A server with another key cannot extend this trail.
-    stranger = settings_factory()
-    stranger.store.url = pg_url
     server = ServerThread(stranger, lambda: pipeline)
     try:
         server.loaded.result(timeout=60)
