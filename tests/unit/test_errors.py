@@ -42,6 +42,7 @@ EXPECTED = {
     ErrorCode.CONSENT_REQUIRED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.AUDIT_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorCode.CANCELLED: grpc.StatusCode.CANCELLED,
     ErrorCode.AGENCY_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
