@@ -288,7 +288,8 @@ def init_pki(
 
 def ca_keys_in(folder: Path) -> list[Path]:
     """Files in ``folder`` that hold the private key of the CA whose certificate is
-    ``folder/ca.pem`` (or any file named ``ca.key``): a serving folder must hold none."""
+    ``folder/ca.pem``, any file named ``ca.key``, and encrypted private keys (which cannot be
+    told apart from the CA's): a serving folder must hold none."""
     found: list[Path] = []
     try:
         ca_public = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes()).public_key()
@@ -310,8 +311,11 @@ def ca_keys_in(folder: Path) -> list[Path]:
             continue
         try:
             key = serialization.load_pem_private_key(data, None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            continue  # not a key we can read (or encrypted): cannot be compared, not the CA's
+        except TypeError:  # encrypted: it cannot be compared with the CA's, so it is refused
+            found.append(path)
+            continue
+        except (ValueError, UnsupportedAlgorithm):
+            continue  # not a private key
         if key.public_key() == ca_public:
             found.append(path)
     return found

@@ -22,6 +22,9 @@ else
 fi
 [ -d tests/fuzz/corpus ] || "$py" -m tests.fuzz.seeds
 work="${FVS_FUZZ_WORK:-$(mktemp -d -t fvs-fuzz-XXXX)}"
+keep="${FVS_FUZZ_WORK:+yes}"  # a scratch folder of our own is removed after a clean run
+export FVS_FUZZ_SCRATCH="$work/scratch"
+mkdir -p "$FVS_FUZZ_SCRATCH"
 failed=()
 for target in "${targets[@]}"; do
   mkdir -p "$work/$target" "$work/crashes/$target"
@@ -40,8 +43,10 @@ for target in "${targets[@]}"; do
     failed+=("$target")
   fi
 done
-echo "fuzz: logs and new inputs in $work"
 if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzz: logs, new inputs and failing inputs in $work" >&2
   echo "fuzz: failing targets: ${failed[*]}" >&2
   exit 1
 fi
+rm -rf "$FVS_FUZZ_SCRATCH"
+if [ -n "$keep" ]; then echo "fuzz: logs and new inputs in $work"; else rm -rf "$work"; fi

@@ -24,4 +24,8 @@ python -m pytest "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi
+if [ "$rc" -eq 0 ] && [ "${FVS_FUZZ_SECONDS:-2}" != "0" ]; then
+  echo "== fuzz (short runs; FVS_FUZZ_SECONDS=0 skips, scripts/fuzz.sh 600 for the long one)"
+  scripts/fuzz.sh "${FVS_FUZZ_SECONDS:-2}" || rc=$?
+fi
 exit "$rc"

@@ -556,3 +556,23 @@ def test_a_54_byte_png_cannot_take_the_server_down(secure: Secure) -> None:
         failure = refused(lambda: gw.verify(CITIZEN_A, tiny, "KYC", "C-1"))
     assert (failure.reason, failure.metadata["problem"]) == ("IMAGE_UNDECODABLE", "corrupt")
     assert time.monotonic() - start < 5
+
+
+def test_image_refusals_over_the_wire(secure: Secure) -> None:
+    """Findings 3 and 9 over a real server: bombs refused by their header with the limit they
+    break; truncated and unreadable files named as such, with no internal object."""
+    hostile = Path(__file__).resolve().parent.parent / "data" / "hostile"
+    cases = {
+        "bomb_png_header_50000x50000.png": ("IMAGE_TOO_LARGE", "limit", "pixels"),
+        "bomb_png_16bit_rgba_39mp.png": ("IMAGE_TOO_LARGE", "limit", "decoded_bytes"),
+        "truncated_jpeg_half.jpg": ("IMAGE_UNDECODABLE", "problem", "truncated"),
+        "garbage.bin": ("IMAGE_UNDECODABLE", "format", "unknown"),
+    }
+    with secure.client("gateway") as gw:
+        for name, (reason, key, value) in cases.items():
+            data = (hostile / name).read_bytes()
+            failure = refused(lambda d=data: gw.verify(CITIZEN_A, d, "KYC", "C-1"))
+            assert (failure.code, failure.reason) == ("INVALID_ARGUMENT", reason), name
+            assert failure.metadata[key] == value, name
+            assert "object at" not in failure.message and "BytesIO" not in failure.message
+            assert secure.audit()[-1]["reason"] == reason

@@ -71,12 +71,12 @@ def _admin() -> dict[str, bytes]:
 
 
 def _audit() -> dict[str, bytes]:
-    folder = Path(tempfile.mkdtemp(prefix="fvs-seed-"))
-    log = AuditLog(folder, b"k" * 32)
-    log.append({"operation": "Verify", "outcome": "OK", "details": {}})
-    log.append({"operation": "Admin/AddAgency", "outcome": "REFUSED", "details": {"a": "b"}})
-    log.close()
-    chain = log.path.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="fvs-seed-") as folder:
+        log = AuditLog(Path(folder), b"k" * 32)
+        log.append({"operation": "Verify", "outcome": "OK", "details": {}})
+        log.append({"operation": "Admin/AddAgency", "outcome": "REFUSED", "details": {"a": "b"}})
+        log.close()
+        chain = log.path.read_bytes()
     return {"chain.jsonl": chain, "cut.jsonl": chain[: len(chain) - 7]}
 
 

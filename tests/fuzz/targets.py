@@ -8,8 +8,10 @@ Run by ``scripts/fuzz.sh`` under atheris (coverage-guided); every file under
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from functools import cache
@@ -41,6 +43,25 @@ FUZZ_LIMITS = ImageLimits(
     reduce_above_pixels=1_000_000,
 )
 MAX_RECORD_BYTES = 8192
+
+
+@cache
+def _scratch_root() -> Path:
+    """One scratch folder per process: under $FVS_FUZZ_SCRATCH (scripts/fuzz.sh sets it and
+    removes it; libFuzzer leaves without running atexit), else a temp dir removed at exit."""
+    given = os.environ.get("FVS_FUZZ_SCRATCH")
+    if given:
+        root = Path(tempfile.mkdtemp(dir=given))
+        return root
+    holder = tempfile.TemporaryDirectory(prefix="fvs-fuzz-")
+    atexit.register(holder.cleanup)
+    return Path(holder.name)
+
+
+def _scratch(name: str) -> Path:
+    folder = _scratch_root() / name
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def decode_image(data: bytes) -> None:
@@ -75,7 +96,7 @@ class _ListAudit:
 
 @cache
 def _gate() -> tuple[Gate, _ListAudit]:
-    folder = Path(tempfile.mkdtemp(prefix="fvs-fuzz-"))
+    folder = _scratch("access")
     audit = _ListAudit()
     gate = Gate(AccessPolicy(AccessStore(folder), ConsentRules()), audit, b"k" * 32)  # type: ignore[arg-type]
     return gate, audit
@@ -136,7 +157,7 @@ def citizen_id(data: bytes) -> None:
 
 @cache
 def _audit_file() -> tuple[Path, bytes]:
-    return Path(tempfile.mkdtemp(prefix="fvs-fuzz-audit-")) / "audit.jsonl", b"k" * 32
+    return _scratch("audit") / "audit.jsonl", b"k" * 32
 
 
 def audit_reader(data: bytes) -> None:
@@ -149,7 +170,7 @@ def audit_reader(data: bytes) -> None:
 
 @cache
 def _dataset() -> tuple[Dataset, Path]:
-    root = Path(tempfile.mkdtemp(prefix="fvs-fuzz-data-"))
+    root = _scratch("dataset")
     images = ["A_B/A_B_0001.jpg", "A_B/A_B_0002.jpg", "C_D/C_D_0001.jpg"]
     return Dataset(root, images, [i.split("/")[0] for i in images]), root
 
