@@ -70,6 +70,24 @@ def register(sub: Any) -> None:
     manifest.set_defaults(func=_manifest)
     show = msub.add_parser("show", help="show the configured pack, verified")
     show.set_defaults(func=_model_show)
+    quant = msub.add_parser(
+        "quantize",
+        help="make an int8 variant of a pack's recogniser: files and manifest in --out",
+    )
+    quant.add_argument("--pack", default="buffalo_sc", help="the fp32 pack to start from")
+    quant.add_argument("--id", required=True, help="id of the new pack, e.g. buffalo_sc_int8")
+    quant.add_argument("--mode", choices=["static", "dynamic"], default="static")
+    quant.add_argument(
+        "--calibration-dir",
+        type=Path,
+        help="photos whose aligned faces calibrate activation ranges (static); never the "
+        "photos you will evaluate the variant on",
+    )
+    quant.add_argument("--limit", type=int, default=200, help="calibration faces used")
+    quant.add_argument(
+        "--out", type=Path, help="models folder to write to (default: the configured models_dir)"
+    )
+    quant.set_defaults(func=_model_quantize)
 
     pki = sub.add_parser("pki", help="the deployment's certificate authority")
     psub = pki.add_subparsers(dest="pki_command", required=True)
@@ -215,6 +233,74 @@ def _model_show(args: argparse.Namespace) -> int:
         read_verified(folder, spec.file, spec.sha256)
     print(f"{man.id}: model id {man.model_id}, files in {folder} (sha256 verified)")
     print(f"licence: {man.license}")
+    return 0
+
+
+def _model_quantize(args: argparse.Namespace) -> int:
+    import random
+    import shutil
+
+    import numpy as np
+
+    from fvs.errors import FvsError
+    from fvs.evaluation.dataset import IMAGE_SUFFIXES
+    from fvs.pipeline.align import align
+    from fvs.pipeline.detector import landmarks_array
+    from fvs.pipeline.embedder import Embedder
+    from fvs.pipeline.pipeline import FacePipeline
+    from fvs.runtime.manifest import load_manifest, read_verified, sha256_file
+    from fvs.runtime.quantize import quantize_recognizer
+
+    s = settings(model__pack=args.pack, model__providers="cpu")
+    source, folder = load_manifest(s.model.models_dir, args.pack)
+    out_dir: Path = args.out or s.model.models_dir
+    calibration = None
+    if args.mode == "static":
+        if args.calibration_dir is None:
+            raise SystemExit("--mode static needs --calibration-dir")
+        photos = sorted(
+            p for p in args.calibration_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        random.Random(0).shuffle(photos)
+        s.pipeline.batching.enabled = False
+        pipeline = FacePipeline.load(s.model, s.pipeline)
+        crops: list[np.ndarray] = []
+        for photo in photos:
+            if len(crops) >= args.limit:
+                break
+            try:
+                image = pipeline.decode(photo.read_bytes())
+                face = pipeline.find_subject(image)
+            except FvsError:
+                continue  # no usable face: not a calibration sample
+            crops.append(align(image, landmarks_array(face), source.recognizer.input_size))
+        pipeline.close()
+        if not crops:
+            raise SystemExit(f"no face found in {args.calibration_dir}")
+        calibration = Embedder.preprocess_with(source.recognizer, crops)
+        print(f"calibrating on {len(crops)} faces from {args.calibration_dir}")
+    weights = read_verified(folder, source.recognizer.file, source.recognizer.sha256)
+    int8 = quantize_recognizer(weights.data, args.mode, calibration)
+    pack_dir = out_dir / args.id
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    rec_name = f"{Path(source.recognizer.file).stem}_int8_{args.mode}.onnx"
+    (pack_dir / rec_name).write_bytes(int8)
+    shutil.copyfile(folder / source.detector.file, pack_dir / source.detector.file)
+    manifest = source.model_dump()
+    manifest.update(
+        id=args.id,
+        location=args.id,
+        description=f"{source.id} with its recogniser quantised to int8 ({args.mode}"
+        + (f", calibrated on {len(crops)} faces" if calibration is not None else "")
+        + "; the detector unchanged)",
+    )
+    manifest["detector"]["sha256"] = sha256_file(pack_dir / source.detector.file)
+    manifest["recognizer"].update(file=rec_name, sha256=sha256_file(pack_dir / rec_name))
+    (out_dir / f"{args.id}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(
+        f"wrote {out_dir / args.id}.json and {pack_dir}/ (recogniser sha256 "
+        f"{manifest['recognizer']['sha256'][:12]}); calibrate it before trusting its score"
+    )
     return 0
 
 

@@ -26,24 +26,41 @@ class Embedder:
         self._input = session.input_name
         self.spec = spec
 
-    def embed(self, crops: Sequence[BgrImage]) -> npt.NDArray[np.float32]:
-        """(N, D) float32 L2-normalised embeddings of N aligned (S, S, 3) uint8 BGR crops."""
-        size = self.spec.input_size
-        mean = self.spec.input_mean
+    def preprocess(self, crops: Sequence[BgrImage]) -> npt.NDArray[np.float32]:
+        return self.preprocess_with(self.spec, crops)
+
+    @staticmethod
+    def preprocess_with(spec: RecognizerSpec, crops: Sequence[BgrImage]) -> npt.NDArray[np.float32]:
+        """(N, 3, S, S) float32 network input of N aligned (S, S, 3) uint8 BGR crops."""
+        size = spec.input_size
+        mean = spec.input_mean
         blob = cv2.dnn.blobFromImages(
             list(crops),
-            1.0 / self.spec.input_std,
+            1.0 / spec.input_std,
             (size, size),
             (mean, mean, mean),
-            swapRB=self.spec.color == "RGB",
+            swapRB=spec.color == "RGB",
         )
-        out = self._session.run({self._input: np.ascontiguousarray(blob, dtype=np.float32)})[0]
-        vectors = np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
+        return np.ascontiguousarray(blob, dtype=np.float32)
+
+    def embed(self, crops: Sequence[BgrImage]) -> npt.NDArray[np.float32]:
+        """(N, D) float32 L2-normalised embeddings of N aligned (S, S, 3) uint8 BGR crops.
+
+        With ``flip_fusion`` the mirror images run in the same batch and each face's two
+        outputs are added before normalising."""
+        count = len(crops)
+        batch = list(crops)
+        if self.spec.flip_fusion:
+            batch += [np.ascontiguousarray(crop[:, ::-1]) for crop in crops]
+        out = self._session.run({self._input: self.preprocess(batch)})[0]
+        vectors = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
         if vectors.shape[1] != self.spec.embedding_size:
             raise ValueError(
                 f"recogniser produced {vectors.shape[1]}-d embeddings, the manifest says "
                 f"{self.spec.embedding_size}"
             )
+        if self.spec.flip_fusion:
+            vectors = vectors[:count] + vectors[count:]
         return l2_normalise(vectors)
 
 

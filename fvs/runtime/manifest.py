@@ -38,6 +38,9 @@ class RecognizerSpec(BaseModel):
     input_std: float = 127.5
     color: Literal["RGB", "BGR"] = "RGB"
     embedding_size: int = Field(default=512, gt=0)
+    # Embed the aligned face and its mirror image and add the two (how the published LFW
+    # figures of these models are obtained): another embedding space, so another model id.
+    flip_fusion: bool = False
 
 
 class Manifest(BaseModel):
@@ -58,7 +61,8 @@ class Manifest(BaseModel):
         Templates are comparable exactly when their recogniser weights are the same, so the
         recogniser hash is what names the embedding space.
         """
-        return f"{self.id}@{self.recognizer.sha256[:MODEL_ID_HASH_CHARS]}"
+        flip = "+flip" if self.recognizer.flip_fusion else ""
+        return f"{self.id}@{self.recognizer.sha256[:MODEL_ID_HASH_CHARS]}{flip}"
 
 
 @dataclass(frozen=True)
