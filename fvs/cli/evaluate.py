@@ -162,7 +162,11 @@ def _evaluation(args: argparse.Namespace) -> Any:
     if args.detector_size:
         s.pipeline.detector_sizes = args.detector_size
     pipeline = FacePipeline.load(s.model, s.pipeline, s.quality, s.score)
-    return Evaluation(pipeline, _options(args)), s
+    try:
+        return Evaluation(pipeline, _options(args)), s
+    except ValueError as exc:  # a malformed groups file
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from exc
 
 
 def _fmt(value: Any, pct: bool = True) -> str:

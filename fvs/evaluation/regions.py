@@ -44,11 +44,18 @@ def _topk_mean(sims: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float64]
 
 
 def weighted_threshold(
-    scores: npt.NDArray[np.float64], weights: npt.NDArray[np.float64], fmr: float
+    scores: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    fmr: float,
+    presorted: bool = False,
 ) -> float:
-    """The lowest threshold whose weighted share of ``scores`` at or above it is <= fmr."""
-    order = np.argsort(-scores, kind="stable")
-    s, w = scores[order], weights[order]
+    """The lowest threshold whose weighted share of ``scores`` at or above it is <= fmr
+    (``presorted``: scores are already in descending order)."""
+    if presorted:
+        s, w = scores, weights
+    else:
+        order = np.argsort(-scores, kind="stable")
+        s, w = scores[order], weights[order]
     allowed = fmr * w.sum()
     cum = np.cumsum(w)
     first_over = int(np.searchsorted(cum, allowed * (1 + 1e-12), side="right"))
@@ -57,7 +64,9 @@ def weighted_threshold(
     return float(np.nextafter(s[first_over], np.inf))
 
 
-def fit_tail(scores: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]) -> TailFit | None:
+def fit_tail(
+    scores: npt.NDArray[np.float64], weights: npt.NDArray[np.float64], presorted: bool = False
+) -> TailFit | None:
     """Exponential tail above the FMR-1e-2 threshold (weighted MLE of the scale: the
     weighted mean excess). Bounded cosines have a lighter tail than exponential, so the
     extrapolated thresholds err high: the promise errs on the safe side."""
@@ -67,7 +76,7 @@ def fit_tail(scores: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]) 
     rate = max(TAIL_FMR, MIN_EXCEEDANCES / total)
     if rate >= 0.5:
         return None
-    u = weighted_threshold(scores, weights, rate)
+    u = weighted_threshold(scores, weights, rate, presorted)
     above = scores >= u
     w_above = float(weights[above].sum())
     if w_above <= 0:
@@ -149,6 +158,9 @@ def fit_region_model(
     affinity = _topk_mean(sims[:, : in_rows.size], k) - _topk_mean(sims[:, in_rows.size :], k)
     a, b = membership_logistic(affinity, in_region)
     m = 1.0 / (1.0 + np.exp(-np.clip(a * affinity + b, -60, 60)))
+    order = np.argsort(-impostor_scores, kind="stable")  # sorted once for every threshold
+    impostor_scores = impostor_scores[order]
+    impostor_i, impostor_j = impostor_i[order], impostor_j[order]
     mi, mj = m[impostor_i], m[impostor_j]
     if tables_from_labels:
         li = in_region[impostor_i].astype(np.float64)
@@ -165,12 +177,12 @@ def fit_region_model(
     for name in REGION_PAIRS:
         w = pair_w[name]
         total = float(w.sum())
-        tail = fit_tail(impostor_scores, w)
+        tail = fit_tail(impostor_scores, w, presorted=True)
         table: list[float] = []
         previous = -np.inf
         for fmr in fmrs:
             if fmr * total >= MIN_EXCEEDANCES or tail is None:
-                value = weighted_threshold(impostor_scores, w, float(fmr))
+                value = weighted_threshold(impostor_scores, w, float(fmr), presorted=True)
             else:
                 value = tail_threshold(tail, float(fmr))
             value = max(value, float(np.nextafter(previous, np.inf)))

@@ -45,10 +45,10 @@ def encode_vectors(vectors: npt.NDArray[np.floating]) -> str:
 
 
 def decode_vectors(text: str, dim: int) -> Vectors:
-    raw = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f2")
-    if raw.size % dim:
-        raise ValueError(f"cohort of {raw.size} values is not a whole number of {dim}-vectors")
-    return raw.reshape(-1, dim).astype(np.float32)
+    data = base64.b64decode(text, validate=True)
+    if len(data) % (2 * dim):
+        raise ValueError(f"cohort of {len(data)} bytes is not a whole number of {dim}-vectors")
+    return np.frombuffer(data, dtype="<f2").reshape(-1, dim).astype(np.float32)
 
 
 class TailFit(BaseModel):
