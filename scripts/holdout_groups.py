@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(".fvs-cache"))
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--sharpness", type=float, default=2.0, help="of the membership logistic")
+    ap.add_argument("--no-progress", action="store_true", help="(always quiet)")
     args = ap.parse_args()
     s = Settings()
     pipeline = FacePipeline.load(s.model, s.pipeline, s.quality, s.score)
@@ -104,6 +106,7 @@ def main() -> int:
                 region=args.region,
                 source="holdout",
                 seed=seed,
+                sharpness=args.sharpness,
             )
             keyed = fit_calibration(sc[gen], sc[~gen], regions=region, **common)  # type: ignore[arg-type]
             tsub = Dataset(Path("."), [str(k) for k in test], [str(x) for x in person[test]])

@@ -292,7 +292,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(calibration.model_dump(), indent=2) + "\n", encoding="utf-8")
     print(f"calibration {calibration.id} written to {out}")
     holdout = []
-    if calibration.impostor_pairs >= 4 * 10**5 and calibration.regions is None:
+    if calibration.impostor_pairs >= 4 * 10**5 and (
+        calibration.regions is None or args.holdout_json
+    ):  # the held-out check of the global table (scripts/holdout_groups.py: per group)
         holdout = evaluation.holdout_check(name)
     print(
         f"{'score >=':>9} {'FMR <=':>9} {'cosine':>8} {'FNMR':>8}"
@@ -305,8 +307,30 @@ def _calibrate(args: argparse.Namespace) -> int:
         extra = ""
         if holdout:
             h = holdout[k]
-            extra = f"   {h['heldout_fmr']:>13.1e} {100 * (h['heldout_fnmr'] or 0):>8.2f} %"
+            held_fnmr = h["heldout_fnmr"]
+            fnmr_text = f"{100 * held_fnmr:.2f} %" if held_fnmr is not None else "n/a"
+            extra = f"   {h['heldout_fmr']:>13.1e} {fnmr_text:>10}"
         print(f"{p.percent:>8.0f}% {p.fmr:>9.0e} {p.cosine:>8.4f} {fnmr:>8}{extra}")
+    if calibration.regions is not None:
+        r = calibration.regions
+        print(
+            f"region-keyed tables ({r.region}: {r.effective_pairs['in-in']:,.0f} in-in, "
+            f"{r.effective_pairs['in-out']:,.0f} in-out, {r.effective_pairs['out-out']:,.0f} "
+            "out-out impostor pairs), similarity at:"
+        )
+        print(f"{'score >=':>9} {'FMR <=':>9}" + "".join(f"{n:>9}" for n in r.tables))
+        for k, p in enumerate(calibration.table):
+            if k % 4 == 0:
+                print(
+                    f"{p.percent:>8.0f}% {p.fmr:>9.0e}"
+                    + "".join(f"{t[k]:>9.4f}" for t in r.tables.values())
+                )
+        for name, tail in r.tails.items():
+            if tail is not None:
+                print(
+                    f"  {name}: empirical down to FMR {tail.empirical_down_to_fmr:.1e}, "
+                    f"exponential tail beyond (scale {tail.scale:.4f})"
+                )
     if args.holdout_json and holdout:
         args.holdout_json.parent.mkdir(parents=True, exist_ok=True)
         args.holdout_json.write_text(json.dumps(holdout, indent=2) + "\n", encoding="utf-8")

@@ -14,11 +14,13 @@ file can therefore carry, besides the global table, a *region model*:
       m(x) = 1 / (1 + exp(-(a f(x) + b)))          (a, b fitted on the calibration set)
 
 - three tables, like the global one (the similarity at which FMR falls to each anchor), for
-  region pairs "in-in", "in-out" and "out-out", fitted on calibration impostor pairs weighted
-  by m(x) m(y), m(x) (1 - m(y)) + m(y) (1 - m(x)) and (1 - m(x)) (1 - m(y)).
+  region pairs "in-in", "in-out" and "out-out", fitted on the calibration set's labelled
+  impostor pairs (both faces in the group, one, none), with an exponential tail fitted where
+  a region pair has too few pairs to reach an anchor.
 
-At serve time the pair's table is the blend of the three with those weights, and the score is
-read from it as from the global table. No group label is given or stored per request: the
+At serve time the pair's table is the blend of the three with weights m(x) m(y),
+m(x) (1 - m(y)) + m(y) (1 - m(x)) and (1 - m(x)) (1 - m(y)), and the score is read from it as
+from the global table. No group label is given or stored per request: the
 membership is a property of the two embeddings. Cost: one (2, D) x (D, N) product and two
 partial sorts over N cohort templates, about 0.05 ms for N = 500 (benchmarks/score_norm.py).
 """
