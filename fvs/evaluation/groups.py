@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fvs.evaluation import metrics as m
+from fvs.evaluation.embeddings import pair_scores
 from fvs.pipeline.score import CalibratedMapping, fmr_for_percent
 
 ANCHORS = (20.0, 40.0, 60.0, 80.0, 100.0)
@@ -171,7 +172,7 @@ def group_report(
     genuine: npt.NDArray[np.bool_],
 ) -> dict[str, Any]:
     """Per group and pair of groups, for scored pairs (i, j) of rows of ``vectors``."""
-    similarity = np.einsum("ij,ij->i", vectors[i], vectors[j]).astype(np.float64)
+    similarity = pair_scores(vectors, i, j)  # without gathering (pairs, D) copies
     percents = pair_percents(mapping, vectors, i, j, similarity)
     names = sorted({g for g in group if g is not None})
     code = np.array([names.index(g) if g is not None else -1 for g in group])

@@ -81,3 +81,13 @@ def test_service_benchmark(tmp_path: Path) -> None:
     assert [r["concurrency"] for r in payload["levels"]] == [1, 2]
     assert payload["overload"]["lost"] == 0
     assert Path(payload["plot"]).exists()
+
+
+def test_score_norm_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    bench("score_norm.py", "--calls", "300", "--out", str(out))
+    payload = json.loads(out.read_text())
+    assert payload["calibration"].startswith("fmr-region-knn-v1/")
+    assert payload["cohort_templates"] == 464 and payload["k"] == 10
+    assert payload["plain_table"]["median_us"] > 0 and payload["region_keyed"]["median_us"] > 0
+    assert payload["median_ratio"] > 1  # the blend costs more than one table lookup
