@@ -26,6 +26,7 @@ from fvs.config import Settings
 from fvs.evaluation import metrics as m
 from fvs.evaluation.calibration import anchor_grid, fit_calibration
 from fvs.evaluation.dataset import Dataset, all_pairs
+from fvs.evaluation.embeddings import pair_scores
 from fvs.evaluation.groups import ANCHORS, group_report
 from fvs.evaluation.regions import fit_region_model
 from fvs.evaluation.report import EvalOptions, Evaluation
@@ -86,7 +87,7 @@ def main() -> int:
             cal, test = np.flatnonzero(half[person] == h), np.flatnonzero(half[person] != h)
             sub = Dataset(Path("."), [str(k) for k in cal], [str(x) for x in person[cal]])
             i, j, gen = all_pairs(sub, np.ones(cal.size, dtype=bool), ev.errata)
-            sc = np.einsum("ij,ij->i", vectors[cal][i], vectors[cal][j]).astype(np.float64)
+            sc = pair_scores(vectors[cal], i, j)
             common = dict(
                 model_id=info.model_id,
                 recognizer_sha256=info.recognizer_sha256,
