@@ -98,7 +98,7 @@ class FaceService:
         t = time.perf_counter()
         similarity = cosine(probe.embedding, vector)
         mapping = pipeline.mapping or self.fallback
-        score = mapping.percent(similarity)
+        score, false_match_rate = mapping.score(similarity, probe.embedding, vector)
         probe.timings.match_ms = (time.perf_counter() - t) * 1000.0
         hooks.stage("match", probe.timings.match_ms / 1000.0)
         probe.timings.total_ms = (time.perf_counter() - start) * 1000.0
@@ -110,7 +110,7 @@ class FaceService:
             request_id=request_id,
             template_version=version,
             score_mapping=mapping.id,
-            false_match_rate=mapping.fmr(similarity),
+            false_match_rate=false_match_rate,
             quality=probe.quality,
             timings=probe.timings,
         )

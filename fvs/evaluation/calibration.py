@@ -9,6 +9,7 @@ import json
 import numpy as np
 
 from fvs.evaluation.metrics import Scores, threshold_at_fmr
+from fvs.pipeline.regions import RegionModel
 from fvs.pipeline.score import (
     MAX_DECADES,
     POINTS_PER_DECADE,
@@ -19,6 +20,12 @@ from fvs.pipeline.score import (
 STEP_DECADES = 0.25  # one table point every quarter decade (5 percentage points)
 
 
+def anchor_grid() -> tuple[np.ndarray, np.ndarray]:
+    """(percents, FMRs) of the table points: 0, 5, ..., 100 % and 10^0 .. 10^-5."""
+    decades = np.arange(0.0, MAX_DECADES + 1e-9, STEP_DECADES)
+    return np.round(decades * POINTS_PER_DECADE, 6), 10.0**-decades
+
+
 def fit_calibration(
     genuine: Scores,
     impostor: Scores,
@@ -27,6 +34,8 @@ def fit_calibration(
     recognizer_sha256: str,
     detector_sha256: str,
     dataset: str,
+    regions: RegionModel | None = None,
+    method: str = "fmr-v1",
 ) -> Calibration:
     """The cosine at which FMR falls to each 10^-k (k = 0, 0.25, ..., 5) on ``impostor``.
 
@@ -55,11 +64,16 @@ def fit_calibration(
                 impostors_accepted=int(np.count_nonzero(impostor >= cosine)),
             )
         )
-    digest = hashlib.sha256(
-        json.dumps([p.cosine for p in points]).encode() + dataset.encode()
-    ).hexdigest()[:8]
+    digest_of = json.dumps([p.cosine for p in points]).encode() + dataset.encode()
+    if regions is not None:
+        digest_of += regions.model_dump_json().encode()
+    digest = hashlib.sha256(digest_of).hexdigest()[:8]
+    if regions is not None:
+        method = f"fmr-{regions.method}"
     return Calibration(
-        id=f"fmr-v1/{model_id}/{digest}",
+        format=1 if regions is None else 2,
+        regions=regions,
+        id=f"{method}/{model_id}/{digest}",
         model_id=model_id,
         recognizer_sha256=recognizer_sha256,
         detector_sha256=detector_sha256,

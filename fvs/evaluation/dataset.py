@@ -27,6 +27,17 @@ class Dataset:
         )
         return cls(root, images, [i.split("/")[0] for i in images])
 
+    @classmethod
+    def scan_population(cls, root: Path) -> Dataset:
+        """Photos of a deployment's population: photos directly in ``root`` are each a
+        distinct person; photos in a subfolder share the subfolder's identity."""
+        flat = sorted(
+            p.name for p in root.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        nested = cls.scan(root)
+        images = flat + nested.images
+        return cls(root, images, flat + nested.identity)
+
     def index(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.images)}
 

@@ -4,6 +4,7 @@ the ROC, DET and score-histogram plots."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import platform
 import zlib
@@ -15,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from fvs.evaluation import metrics as m
-from fvs.evaluation.calibration import fit_calibration
+from fvs.evaluation.calibration import anchor_grid, fit_calibration
 from fvs.evaluation.dataset import Dataset, Errata, PairsFile, all_pairs, read_lfw_pairs
 from fvs.evaluation.embeddings import Embedded, embed_dataset, pair_scores
+from fvs.evaluation.groups import group_report, read_groups
+from fvs.evaluation.regions import fit_region_model
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.quality import QualityMinimums
-from fvs.pipeline.score import Calibration
+from fvs.pipeline.score import CalibratedMapping, Calibration
 
 FMRS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 
@@ -51,6 +54,10 @@ class EvalOptions:
     # computed), f16 or i8. Both sides of each pair go through it (a stricter test than
     # verification, where only the enrolled side does).
     template_encoding: str = "f32"
+    groups: Path | None = None  # identity->group TSV, or a labels CSV of single photos
+    group_column: str = "race"
+    default_group: str = "other"
+    population: bool = False  # every photo (flat folder or subfolders) a distinct identity
 
 
 def _operating_points(
@@ -93,7 +100,18 @@ class Evaluation:
     def __init__(self, pipeline: FacePipeline, options: EvalOptions) -> None:
         self.pipeline = pipeline
         self.options = options
-        self.dataset = Dataset.scan(options.dataset)
+        self.labels = (
+            read_groups(options.groups, options.group_column, options.default_group)
+            if options.groups is not None
+            else None
+        )
+        if self.labels is not None and self.labels.photos:
+            files = sorted(self.labels.by_key)
+            self.dataset = Dataset(options.dataset, files, files)
+        elif options.population:
+            self.dataset = Dataset.scan_population(options.dataset)
+        else:
+            self.dataset = Dataset.scan(options.dataset)
         self.errata = Errata.read(options.errata, options.aliases)
         self.embedded: Embedded = embed_dataset(
             pipeline, self.dataset, options.cache, options.progress
@@ -256,6 +274,33 @@ class Evaluation:
         report["generated_pairs"], g, imp = self.generated()
         return report, g, imp
 
+    def image_groups(self) -> list[str | None]:
+        """The group of each image (None: unlabelled), from the groups file."""
+        if self.labels is None:
+            return ["all"] * len(self.dataset.images)
+        if self.labels.photos:
+            return [self.labels.group_of(img) for img in self.dataset.images]
+        return [self.labels.group_of(person) for person in self.dataset.identity]
+
+    def groups(self, mapping: CalibratedMapping) -> dict[str, Any]:
+        """The per-group report (fvs.evaluation.groups) of ``mapping`` on every scored pair of
+        non-excluded images."""
+        keep = np.array([not self.errata.excludes(i) for i in self.dataset.images])
+        i, j, genuine = all_pairs(self.dataset, keep, self.errata)
+        ok = self.embedded.ok
+        scored = ok[i] & ok[j]
+        section = group_report(
+            mapping,
+            self.embedded.vectors,
+            self.image_groups(),
+            i[scored],
+            j[scored],
+            genuine[scored],
+        )
+        section["groups_file"] = str(self.options.groups) if self.options.groups else None
+        section["pairs_not_scored_fta"] = int((~scored).sum())
+        return section
+
     def _scored_pairs(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i, j, genuine = all_pairs(self.dataset, keep, self.errata)
         ok = self.embedded.ok
@@ -263,7 +308,9 @@ class Evaluation:
         scores = pair_scores(self.embedded.vectors, i[scored], j[scored])
         return scores[genuine[scored]], scores[~genuine[scored]]
 
-    def _fit(self, genuine: np.ndarray, impostor: np.ndarray, name: str) -> Calibration:
+    def _fit(
+        self, genuine: np.ndarray, impostor: np.ndarray, name: str, regions: Any = None
+    ) -> Calibration:
         info = self.pipeline.info
         return fit_calibration(
             genuine,
@@ -272,15 +319,57 @@ class Evaluation:
             recognizer_sha256=info.recognizer_sha256,
             detector_sha256=info.detector_sha256,
             dataset=name,
+            regions=regions,
+            method="fmr-population-v1" if self.options.population else "fmr-v1",
         )
 
-    def calibrate(self, name: str) -> Calibration:
+    def calibrate(self, name: str, region: str | None = None, seed: int = 0) -> Calibration:
+        """The global table on every scored pair of non-excluded images; with ``region`` (a
+        group of the groups file) also the region model (fvs/pipeline/regions.py)."""
         keep = np.array([not self.errata.excludes(i) for i in self.dataset.images])
-        return self._fit(*self._scored_pairs(keep), name)
+        if region is None:
+            return self._fit(*self._scored_pairs(keep), name)
+        groups = self.image_groups()
+        if region not in set(groups):
+            raise ValueError(f"no image of group {region!r} in the groups file")
+        i, j, genuine = all_pairs(self.dataset, keep, self.errata)
+        ok = self.embedded.ok
+        scored = ok[i] & ok[j]
+        i, j, genuine = i[scored], j[scored], genuine[scored]
+        scores = pair_scores(self.embedded.vectors, i, j)
+        used = np.flatnonzero(ok & keep)
+        row = np.full(len(self.dataset.images), -1)
+        row[used] = np.arange(used.size)
+        _, person = np.unique(np.array(self.dataset.identity)[used], return_inverse=True)
+        # aliases are one person: the cohort must not hold them twice
+        names = np.array(self.dataset.identity)[used]
+        for pair in self.errata.aliases:
+            a, b = sorted(pair)
+            person[names == b] = person[names == a][0] if (names == a).any() else person[names == b]
+        percents, fmrs = anchor_grid()
+        model = fit_region_model(
+            self.embedded.vectors[used],
+            person,
+            np.array([groups[k] == region for k in used]),
+            row[i[~genuine]],
+            row[j[~genuine]],
+            scores[~genuine],
+            percents,
+            fmrs,
+            region=region,
+            source=f"{name}: {int(np.unique(person).size)} people",
+            seed=seed,
+        )
+        return self._fit(scores[genuine], scores[~genuine], name, model)
 
     def holdout_check(self, name: str) -> list[dict[str, float | None]]:
         """Calibrate on half of the identities, measure FMR and FNMR on the other half."""
-        halves = np.array([zlib.crc32(p.encode()) % 2 for p in self.dataset.identity])
+        if self.options.population:  # CRC parity is constant over same-length file names
+            halves = np.array(
+                [hashlib.sha256(p.encode()).digest()[0] % 2 for p in self.dataset.identity]
+            )
+        else:
+            halves = np.array([zlib.crc32(p.encode()) % 2 for p in self.dataset.identity])
         keep = np.array([not self.errata.excludes(i) for i in self.dataset.images])
         calibration = self._fit(*self._scored_pairs(keep & (halves == 0)), f"{name} (half A)")
         test_g, test_i = self._scored_pairs(keep & (halves == 1))

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fvs.domain import Embedding
 from fvs.errors import ConfigError
+from fvs.pipeline.regions import RegionModel, RegionScorer
 
 POINTS_PER_DECADE = 20.0  # match_score points per decade of FMR
 MAX_DECADES = 5.0  # 100 % = FMR 1e-5
@@ -52,6 +54,13 @@ class ScoreMapping(Protocol):
         """Estimated false-match rate at this similarity; None when uncalibrated."""
         ...
 
+    def score(
+        self, similarity: float, probe: Embedding, enrolled: Embedding
+    ) -> tuple[float, float | None]:
+        """(match_score percent, estimated FMR or None) of one comparison; a region-keyed
+        calibration reads both embeddings, the others only the similarity."""
+        ...
+
 
 @dataclass(frozen=True)
 class LogisticMapping:
@@ -73,6 +82,11 @@ class LogisticMapping:
     def fmr(self, similarity: float) -> float | None:
         return None
 
+    def score(
+        self, similarity: float, probe: Embedding, enrolled: Embedding
+    ) -> tuple[float, float | None]:
+        return self.percent(similarity), None
+
 
 class CalibrationPoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,7 +103,7 @@ class Calibration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: int = 1
+    format: int = Field(default=1, ge=1, le=2)  # 2: with a region model
     id: str
     model_id: str
     recognizer_sha256: str
@@ -101,10 +115,13 @@ class Calibration(BaseModel):
     points_per_decade: float = POINTS_PER_DECADE
     max_decades: float = MAX_DECADES
     table: list[CalibrationPoint]
+    # Region-keyed tables (fvs/pipeline/regions.py); None: the global table for every pair.
+    regions: RegionModel | None = None
 
 
 class CalibratedMapping:
-    """Piecewise-linear in the cosine between the calibration's points; strictly increasing."""
+    """Piecewise-linear in the cosine between the calibration's points; strictly increasing.
+    With a region model, each comparison is read from its own pair's blended table."""
 
     def __init__(self, calibration: Calibration) -> None:
         self.calibration = calibration
@@ -113,6 +130,12 @@ class CalibratedMapping:
             raise ConfigError(f"calibration {calibration.id}: cosines must strictly increase")
         self._cosines = cosines
         self._percents = np.array([p.percent for p in calibration.table], dtype=np.float64)
+        self.regions: RegionScorer | None = None
+        if calibration.regions is not None:
+            try:
+                self.regions = RegionScorer(calibration.regions, self._percents)
+            except ValueError as exc:
+                raise ConfigError(f"calibration {calibration.id}: {exc}") from exc
 
     @property
     def id(self) -> str:
@@ -121,8 +144,22 @@ class CalibratedMapping:
     def percent(self, similarity: float) -> float:
         return float(np.interp(similarity, self._cosines, self._percents, left=0.0, right=100.0))
 
+    def percents(self, similarity: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The global table on many similarities at once (evaluation)."""
+        return np.interp(similarity, self._cosines, self._percents, left=0.0, right=100.0)
+
     def fmr(self, similarity: float) -> float | None:
+        """From the global table (every pair alike)."""
         return fmr_for_percent(self.percent(similarity))
+
+    def score(
+        self, similarity: float, probe: Embedding, enrolled: Embedding
+    ) -> tuple[float, float | None]:
+        if self.regions is None:
+            percent = self.percent(similarity)
+        else:
+            percent = self.regions.percent(similarity, probe, enrolled)
+        return percent, fmr_for_percent(percent)
 
 
 def load_calibration(path: Path, recognizer_sha256: str) -> CalibratedMapping:

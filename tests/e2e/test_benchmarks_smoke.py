@@ -96,3 +96,13 @@ def test_soak_smoke(tmp_path: Path) -> None:
     assert len(payload["samples"]) >= 5
     assert all(s["rss_mb"] > 0 and s["fds"] > 0 and s["threads"] > 0 for s in payload["samples"])
     assert payload["server_exit_status"] == 0 and Path(payload["plot"]).exists()
+
+
+def test_score_norm_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    bench("score_norm.py", "--calls", "300", "--out", str(out))
+    payload = json.loads(out.read_text())
+    assert payload["calibration"].startswith("fmr-region-knn-v1/")
+    assert payload["cohort_templates"] == 464 and payload["k"] == 10
+    assert payload["plain_table"]["median_us"] > 0 and payload["region_keyed"]["median_us"] > 0
+    assert payload["median_ratio"] > 1  # the blend costs more than one table lookup

@@ -75,7 +75,7 @@ def test_enrol_and_verify_real_faces(client: FvsClient) -> None:
     assert 0.5 < same.probe_face.detection_score <= 1.0
     assert same.timings.total_ms > 0
     # the committed FMR-anchored calibration is loaded with the model
-    assert same.score_mapping.startswith("fmr-v1/buffalo_sc@")
+    assert same.score_mapping.startswith("fmr-region-knn-v1/buffalo_sc@")
     assert same.HasField("false_match_rate") and other.HasField("false_match_rate")
     assert same.match_score == 100.0
     assert same.false_match_rate == pytest.approx(1e-5)
