@@ -30,10 +30,11 @@ class Operation(enum.Enum):
     GET_CITIZEN = "GetCitizen"
     DELETE_ENROLLMENT = "DeleteEnrollment"
     ADMIN = "Admin"
+    VERIFY_ATTRIBUTES = "VerifyAttributes"  # the Digital ID service (issue 14)
 
     @property
     def role(self) -> Role:
-        if self is Operation.VERIFY:
+        if self in (Operation.VERIFY, Operation.VERIFY_ATTRIBUTES):
             return Role.AGENCY
         if self is Operation.ADMIN:
             return Role.ADMIN

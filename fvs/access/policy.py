@@ -71,7 +71,7 @@ class AccessPolicy:
                 operation=operation.value,
             )
         permit_id = None
-        if operation is Operation.VERIFY:
+        if operation in (Operation.VERIFY, Operation.VERIFY_ATTRIBUTES):
             self._check_purpose_exists(purpose)
             if system is not DEV_SYSTEM:  # the development system holds every purpose
                 permit_id = self._permit_for(system, purpose, now).id

@@ -20,16 +20,20 @@ from grpc_reflection.v1alpha import reflection
 from fvs.access.admin import AdminService, read_ca_pem
 from fvs.access.gate import Gate
 from fvs.access.policy import ConsentRules
+from fvs.api.digitalid import DigitalIdServicer, build_digital_id
 from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryServicer, Runner
 from fvs.api.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    digitalid_pb2,
+    digitalid_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     verification_pb2,
     verification_pb2_grpc,
 )
 from fvs.config import AccessSettings, Settings
+from fvs.digitalid.service import DigitalIdService
 from fvs.errors import ConfigError
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import LogisticMapping
@@ -42,6 +46,7 @@ SERVICE_NAMES = (
     verification_pb2.DESCRIPTOR.services_by_name["FaceVerification"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    digitalid_pb2.DESCRIPTOR.services_by_name["DigitalId"].full_name,
 )
 OVERALL = ""  # the health service's name for the server as a whole
 
@@ -55,9 +60,11 @@ class Parts:
     service: FaceService
     gate: Gate
     admin: AdminService
+    digital_id: DigitalIdService
 
     def close(self) -> None:
         self.gate.close()
+        self.digital_id.cards.close()
         self.service.store.close()
 
 
@@ -71,7 +78,8 @@ def build_parts(settings: Settings) -> Parts:
         clock_skew=dt.timedelta(seconds=settings.access.consent_clock_skew_s),
     )
     gate = Gate.open(data_dir, rules)
-    return Parts(service, gate, AdminService(gate, read_ca_pem(settings.access.tls_dir)))
+    admin = AdminService(gate, read_ca_pem(settings.access.tls_dir))
+    return Parts(service, gate, admin, build_digital_id(settings, service, gate))
 
 
 def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
@@ -136,6 +144,9 @@ class FvsServer:
         )
         registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(runner), self.server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(runner), self.server)
+        digitalid_pb2_grpc.add_DigitalIdServicer_to_server(
+            DigitalIdServicer(runner, parts.digital_id), self.server
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -10,6 +10,18 @@ from typing import Any
 
 from fvs.cli.common import DEFAULT_SERVER, EXIT_REFUSED, EXIT_UNAVAILABLE
 
+# the fields of fvs.v1.Attributes, one flag each (--first-name-th ...)
+ATTRIBUTE_FLAGS = (
+    "first_name_th",
+    "last_name_th",
+    "first_name_en",
+    "last_name_en",
+    "birth_date",
+    "laser_code",
+    "province",
+    "district",
+)
+
 
 def client_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--server", default=DEFAULT_SERVER, help="HOST:PORT of an FVS server")
@@ -46,6 +58,19 @@ def register(sub: Any) -> None:
     verify.add_argument("--request-id", default="")
     verify.add_argument("photo", type=Path)
     client_args(verify)
+
+    attrs = sub.add_parser(
+        "verify-attributes",
+        help="Digital ID: check claimed attributes against the registry (MATCH / NO_MATCH only)",
+    )
+    attrs.add_argument("--citizen-id", required=True)
+    attrs.add_argument("--purpose", required=True, help="permitted purpose code, e.g. KYC")
+    attrs.add_argument("--consent-ref", required=True, help="reference of the owner's consent")
+    attrs.add_argument("--consent-time", help="when consent was given (ISO 8601)")
+    attrs.add_argument("--request-id", default="")
+    for name in ATTRIBUTE_FLAGS:
+        attrs.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
+    client_args(attrs)
 
     health = sub.add_parser("health", help="ask a server whether it is SERVING (exit 0 if so)")
     health.add_argument("--service", default="", help="a service name; empty: the whole server")
@@ -112,6 +137,22 @@ def _print_message(message: Any) -> None:
     )
 
 
+def _result_name(value: int) -> str:
+    from fvs.api.v1 import digitalid_pb2
+
+    return str(digitalid_pb2.AttributeResult.Name(value))
+
+
+def _card_name(status: int, reason: int) -> str:
+    from fvs.api.v1 import digitalid_pb2
+
+    name = str(digitalid_pb2.IdCardStatus.Name(status)).removeprefix("ID_CARD_")
+    if reason:
+        name += " (" + str(digitalid_pb2.IdCardStatusReason.Name(reason)).removeprefix("ID_CARD_")
+        name += ")"
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from fvs.api.client import CallFailedError, FvsClient
 
@@ -153,6 +194,24 @@ def _call(c: Any, args: argparse.Namespace) -> int:
             )
             print(_face_line(vr.probe_face))
             print(f"request id {vr.request_id}  ({vr.timings.total_ms:.1f} ms)")
+    elif args.command == "verify-attributes":
+        claimed = {name: getattr(args, name) for name in ATTRIBUTE_FLAGS if getattr(args, name)}
+        ar = c.verify_attributes(
+            args.citizen_id,
+            claimed,
+            args.purpose,
+            args.consent_ref,
+            _consent_time(args.consent_time),
+            request_id=args.request_id,
+        )
+        if args.json:
+            _print_message(ar)
+        else:
+            for name in claimed:
+                print(f"{name:14s} {_result_name(getattr(ar.results, name))}")
+            print(f"card {_card_name(ar.card_status, ar.card_status_reason)}  alive {ar.alive}")
+            print(f"request id {ar.request_id}")
+        return 0 if ar.all_match else EXIT_REFUSED
     elif args.command == "health":
         status = c.health(args.service)
         print(status)

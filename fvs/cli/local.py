@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from fvs.digitalid.synthetic import seed_cards
     from fvs.runtime.manifest import load_manifest
     from fvs.store.sqlite import SqliteStore
     from fvs.store.synthetic import random_templates, synthetic_citizens
@@ -137,10 +138,12 @@ def _seed(args: argparse.Namespace) -> int:
     inserted = store.add_citizens(citizens, templates, model_id)
     total = store.count_citizens()
     store.close()
+    cards = seed_cards(s.store.data_dir, citizens, args.seed)
     print(
         f"seeded {inserted} new synthetic citizens (of {args.count}; {total} in "
         f"{s.store.data_dir}) in {time.perf_counter() - start:.1f} s"
         + (f", templates for model {model_id}" if model_id else "")
+        + f"; {cards} new Digital ID cards"
     )
     return 0
 

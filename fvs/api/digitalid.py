@@ -1,0 +1,136 @@
+"""The fvs.v1.DigitalId servicer: protobuf -> domain -> gate + DigitalIdService -> protobuf."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fvs.access.gate import CallFacts, Gate
+from fvs.access.model import Authorization, Operation
+from fvs.api import convert
+from fvs.api.servicers import Context, Runner
+from fvs.api.v1 import digitalid_pb2, digitalid_pb2_grpc, verification_pb2
+from fvs.audit.keys import citizen_hash
+from fvs.config import Settings
+from fvs.digitalid.model import (
+    ATTRIBUTES,
+    AttributeResult,
+    AttributeVerdict,
+    CardStatus,
+    CardStatusReason,
+    ClaimedAttributes,
+)
+from fvs.digitalid.service import DigitalIdService, GuessingLimit
+from fvs.digitalid.store import SqliteIdCardStore
+from fvs.service import (
+    MAX_CONSENT_REFERENCE,
+    MAX_PURPOSE,
+    FaceService,
+    _check_text,
+    _request_id,
+)
+
+_RESULT = {
+    AttributeResult.NOT_PROVIDED: digitalid_pb2.NOT_PROVIDED,
+    AttributeResult.MATCH: digitalid_pb2.MATCH,
+    AttributeResult.NO_MATCH: digitalid_pb2.NO_MATCH,
+}
+_STATUS = {
+    CardStatus.ACTIVE: digitalid_pb2.ID_CARD_ACTIVE,
+    CardStatus.EXPIRED: digitalid_pb2.ID_CARD_EXPIRED,
+    CardStatus.REVOKED: digitalid_pb2.ID_CARD_REVOKED,
+    CardStatus.NOT_ISSUED: digitalid_pb2.ID_CARD_NOT_ISSUED,
+}
+_REASON = {
+    CardStatusReason.NONE: digitalid_pb2.ID_CARD_STATUS_REASON_UNSPECIFIED,
+    CardStatusReason.LOST: digitalid_pb2.ID_CARD_LOST,
+    CardStatusReason.STOLEN: digitalid_pb2.ID_CARD_STOLEN,
+    CardStatusReason.DAMAGED: digitalid_pb2.ID_CARD_DAMAGED,
+    CardStatusReason.REPLACED: digitalid_pb2.ID_CARD_REPLACED,
+    CardStatusReason.DECEASED: digitalid_pb2.ID_CARD_HOLDER_DECEASED,
+}
+
+
+def claimed_attributes(msg: digitalid_pb2.Attributes) -> ClaimedAttributes:
+    return ClaimedAttributes(**{name: getattr(msg, name) for name in ATTRIBUTES})
+
+
+def verify_attributes_response(
+    verdict: AttributeVerdict,
+) -> digitalid_pb2.VerifyAttributesResponse:
+    sent = [r for r in verdict.results.values() if r is not AttributeResult.NOT_PROVIDED]
+    return digitalid_pb2.VerifyAttributesResponse(
+        results=digitalid_pb2.AttributeResults(
+            **{name: _RESULT[result] for name, result in verdict.results.items()}
+        ),
+        all_match=bool(sent) and all(r is AttributeResult.MATCH for r in sent),
+        card_status=_STATUS[verdict.card_status],
+        card_status_reason=_REASON[verdict.card_status_reason],
+        alive=verdict.alive,
+        request_id=verdict.request_id,
+    )
+
+
+def verdict_outcome(verdict: AttributeVerdict) -> dict[str, Any]:
+    """What the audit record keeps: results and card status, never a value."""
+    return {
+        "request_id": verdict.request_id,
+        "attributes": {
+            name: result.value
+            for name, result in verdict.results.items()
+            if result is not AttributeResult.NOT_PROVIDED
+        },
+        "card_status": verdict.card_status.value,
+        "alive": verdict.alive,
+    }
+
+
+class DigitalIdServicer(digitalid_pb2_grpc.DigitalIdServicer):  # type: ignore[misc]
+    def __init__(self, runner: Runner, service: DigitalIdService) -> None:
+        self._r = runner
+        self._s = service
+
+    async def VerifyAttributes(
+        self, request: digitalid_pb2.VerifyAttributesRequest, context: Context
+    ) -> digitalid_pb2.VerifyAttributesResponse:
+        consent = None
+        if request.HasField("consent"):
+            consent = convert.verify_request(_consent_carrier(request)).consent
+        request_id = request.request_id or uuid.uuid4().hex
+        facts = CallFacts(
+            Operation.VERIFY_ATTRIBUTES,
+            request.citizen_id,
+            request.purpose[:64],
+            consent,
+            request_id[:128],
+        )
+        claimed = claimed_attributes(request.claimed)
+
+        def run(auth: Authorization) -> AttributeVerdict:
+            _request_id(request.request_id)
+            _check_text(request.purpose, "purpose", MAX_PURPOSE)
+            if consent is not None:
+                _check_text(consent.reference, "consent.reference", MAX_CONSENT_REFERENCE)
+            return self._s.verify_attributes(
+                auth.system.agency_code, request.citizen_id, claimed, request_id
+            )
+
+        verdict = await self._r.gated(context, facts, run, verdict_outcome)
+        return verify_attributes_response(verdict)
+
+
+def _consent_carrier(
+    request: digitalid_pb2.VerifyAttributesRequest,
+) -> verification_pb2.VerifyRequest:
+    """A VerifyRequest holding only the consent, so that one converter reads it."""
+    return verification_pb2.VerifyRequest(consent=request.consent)
+
+
+def build_digital_id(settings: Settings, service: FaceService, gate: Gate) -> DigitalIdService:
+    """The Digital ID service on the registry's data directory (its own tables)."""
+    return DigitalIdService(
+        service.store,
+        SqliteIdCardStore(settings.store.data_dir),
+        lambda citizen_id: citizen_hash(gate.citizen_key, citizen_id),
+        GuessingLimit(settings.digitalid.max_no_match, settings.digitalid.no_match_window_s),
+    )

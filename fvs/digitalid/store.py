@@ -1,0 +1,138 @@
+"""Where card facts and the NO_MATCH counter live: a protocol and its SQLite implementation
+(tables in the registry database file, ``registry.sqlite3``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from fvs.digitalid.model import CardFacts, CardStatus, CardStatusReason, RegisteredDate
+from fvs.digitalid.schema import DIGITALID_MIGRATIONS
+from fvs.store.db import Database
+from fvs.store.sqlite import DB_FILE
+
+
+class IdCardStore(Protocol):
+    """Card facts per citizen, and NO_MATCH answers per (agency, citizen)."""
+
+    def card(self, citizen_id: str) -> CardFacts | None: ...
+
+    def add_cards(self, cards: Iterable[CardFacts]) -> int:
+        """Insert the cards of citizens that have none; returns how many were inserted."""
+        ...
+
+    def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
+        """Times (epoch seconds, ascending) of NO_MATCH answers at or after ``since``."""
+        ...
+
+    def add_no_matches(self, agency: str, citizen_hash: str, at: float, count: int) -> None:
+        """Record ``count`` NO_MATCH answers at ``at``; drops this pair's rows older than a
+        day beyond any window (housekeeping)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_COLUMNS = (
+    "citizen_id, laser_code, birth_date, issued_on, expires_on, card_status, status_reason,"
+    " deceased_on, house_no, district, province, district_en, province_en"
+)
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def parse_registered(text: str) -> RegisteredDate:
+    year, month, day = (int(p) for p in text.split("-"))
+    return RegisteredDate(year, month, day)
+
+
+def _row(card: CardFacts) -> tuple[object, ...]:
+    return (
+        card.citizen_id,
+        card.laser_code,
+        str(card.birth_date),
+        card.issued_on.isoformat(),
+        card.expires_on.isoformat(),
+        card.status.value,
+        card.status_reason.value,
+        card.deceased_on.isoformat() if card.deceased_on else None,
+        card.house_no,
+        card.district,
+        card.province,
+        card.district_en,
+        card.province_en,
+    )
+
+
+def _card(r: tuple[object, ...]) -> CardFacts:
+    return CardFacts(
+        citizen_id=str(r[0]),
+        laser_code=str(r[1]),
+        birth_date=parse_registered(str(r[2])),
+        issued_on=_date(str(r[3])),
+        expires_on=_date(str(r[4])),
+        status=CardStatus(r[5]),
+        status_reason=CardStatusReason(r[6]),
+        deceased_on=_date(str(r[7])) if r[7] else None,
+        house_no=str(r[8]),
+        district=str(r[9]),
+        province=str(r[10]),
+        district_en=str(r[11]),
+        province_en=str(r[12]),
+    )
+
+
+class SqliteIdCardStore:
+    """The Digital ID tables inside ``data_dir/registry.sqlite3``."""
+
+    HOUSEKEEPING_S = 7 * 24 * 3600.0
+
+    def __init__(self, data_dir: Path) -> None:
+        self.db = Database(
+            Path(data_dir) / DB_FILE, "\n".join(DIGITALID_MIGRATIONS["sqlite"]), page_size=8192
+        )
+
+    def card(self, citizen_id: str) -> CardFacts | None:
+        rows = self.db.read(
+            f"SELECT {_COLUMNS} FROM digitalid_cards WHERE citizen_id = ?", (citizen_id,)
+        )
+        return _card(rows[0]) if rows else None
+
+    def add_cards(self, cards: Iterable[CardFacts]) -> int:
+        rows = [_row(c) for c in cards]
+        with self.db.tx() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT OR IGNORE INTO digitalid_cards ({_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return int(conn.total_changes - before)
+
+    def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
+        rows = self.db.read(
+            "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at >= ?"
+            " ORDER BY at",
+            (agency, citizen_hash, since),
+        )
+        return [float(str(r[0])) for r in rows]
+
+    def add_no_matches(self, agency: str, citizen_hash: str, at: float, count: int) -> None:
+        if count <= 0:
+            return
+        with self.db.tx() as conn:
+            conn.execute(
+                "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at < ?",
+                (agency, citizen_hash, at - self.HOUSEKEEPING_S),
+            )
+            conn.executemany(
+                "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
+                [(agency, citizen_hash, at)] * count,
+            )
+
+    def close(self) -> None:
+        self.db.close()
