@@ -29,7 +29,10 @@ CITIZEN = Citizen(
 )
 
 
-def card(birth: RegisteredDate = RegisteredDate(1985, 3, 14)) -> CardFacts:
+FULL_BIRTH = RegisteredDate(1985, 3, 14)
+
+
+def card(birth: RegisteredDate = FULL_BIRTH) -> CardFacts:
     return CardFacts(
         citizen_id=CITIZEN.citizen_id,
         laser_code="JT0123456789",
