@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -337,3 +340,33 @@ def test_nothing_of_the_record_is_disclosed(registry: Registry) -> None:
             values.add(facts.deceased_on.isoformat())
         leaked = {v for v in values if v and (v in blob or v.lower() in blob.lower())}
         assert not leaked, f"record values in answers: {leaked}"
+
+
+def test_cli_verify_attributes(registry: Registry) -> None:
+    person = registry.fresh(_full_birth)
+    card = registry.card(person)
+    base = [
+        sys.executable, "-m", "fvs", "--log-level", "WARNING", "verify-attributes",
+        "--server", registry.server.address, "--citizen-id", person.citizen_id,
+        "--purpose", "KYC", "--consent-ref", "CONSENT-CLI-DIGID",
+    ]  # fmt: skip
+    ok = subprocess.run(
+        [*base, "--first-name-th", person.first_name_th, "--birth-date",
+         f"{card.birth_date.year + 543}{str(card.birth_date)[5:].replace('-', '')}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "first_name_th  MATCH" in ok.stdout and "birth_date     MATCH" in ok.stdout
+    assert person.first_name_th in " ".join(ok.args)  # sent, but never echoed back:
+    assert person.first_name_th not in ok.stdout
+    wrong = subprocess.run(
+        [*base, "--last-name-en", "Nobody", "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert json.loads(wrong.stdout)["results"]["last_name_en"] == "NO_MATCH"
+    bad = subprocess.run(
+        [*base, "--laser-code", "JT0-1"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert bad.returncode == 1
+    assert "INVALID_ATTRIBUTE" in bad.stderr
