@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from fvs.api.errors import error_info
 from fvs.api.v1 import (
+    attributes_pb2,
     digitalid_pb2,
     digitalid_pb2_grpc,
     registry_pb2,
@@ -101,10 +102,14 @@ class FvsClient:
         consent_reference: str = "",
         consent_given_at: dt.datetime | None = None,
         request_id: str = "",
+        claimed: dict[str, str] | None = None,
     ) -> verification_pb2.VerifyResponse:
+        """``claimed`` (Attributes field names to values) makes it the combined KYC call."""
         request = verification_pb2.VerifyRequest(
             citizen_id=citizen_id, image=image, purpose=purpose, request_id=request_id
         )
+        if claimed is not None:
+            request.claimed.CopyFrom(attributes_pb2.Attributes(**claimed))
         if consent_reference:
             request.consent.reference = consent_reference
             request.consent.given_at.FromDatetime(consent_given_at or dt.datetime.now(dt.UTC))
@@ -128,7 +133,7 @@ class FvsClient:
         """DigitalId/VerifyAttributes: ``claimed`` maps Attributes field names to values."""
         request = digitalid_pb2.VerifyAttributesRequest(
             citizen_id=citizen_id,
-            claimed=digitalid_pb2.Attributes(**claimed),
+            claimed=attributes_pb2.Attributes(**claimed),
             purpose=purpose,
             request_id=request_id,
         )

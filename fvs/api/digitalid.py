@@ -9,7 +9,9 @@ from fvs.access.gate import CallFacts, Gate
 from fvs.access.model import Authorization, Operation
 from fvs.api import convert
 from fvs.api.servicers import Context, Runner
-from fvs.api.v1 import digitalid_pb2, digitalid_pb2_grpc, verification_pb2
+from fvs.api.servicers import _verify_call as verify_call
+from fvs.api.servicers import _verify_outcome as verify_outcome
+from fvs.api.v1 import attributes_pb2, digitalid_pb2, digitalid_pb2_grpc, verification_pb2
 from fvs.audit.keys import citizen_hash
 from fvs.config import Settings
 from fvs.digitalid.model import (
@@ -22,6 +24,7 @@ from fvs.digitalid.model import (
 )
 from fvs.digitalid.service import DigitalIdService, GuessingLimit
 from fvs.digitalid.store import SqliteIdCardStore
+from fvs.domain import VerifyResult
 from fvs.service import (
     MAX_CONSENT_REFERENCE,
     MAX_PURPOSE,
@@ -31,27 +34,27 @@ from fvs.service import (
 )
 
 _RESULT = {
-    AttributeResult.NOT_PROVIDED: digitalid_pb2.NOT_PROVIDED,
-    AttributeResult.MATCH: digitalid_pb2.MATCH,
-    AttributeResult.NO_MATCH: digitalid_pb2.NO_MATCH,
+    AttributeResult.NOT_PROVIDED: attributes_pb2.NOT_PROVIDED,
+    AttributeResult.MATCH: attributes_pb2.MATCH,
+    AttributeResult.NO_MATCH: attributes_pb2.NO_MATCH,
 }
 _STATUS = {
-    CardStatus.ACTIVE: digitalid_pb2.ID_CARD_ACTIVE,
-    CardStatus.EXPIRED: digitalid_pb2.ID_CARD_EXPIRED,
-    CardStatus.REVOKED: digitalid_pb2.ID_CARD_REVOKED,
-    CardStatus.NOT_ISSUED: digitalid_pb2.ID_CARD_NOT_ISSUED,
+    CardStatus.ACTIVE: attributes_pb2.ID_CARD_ACTIVE,
+    CardStatus.EXPIRED: attributes_pb2.ID_CARD_EXPIRED,
+    CardStatus.REVOKED: attributes_pb2.ID_CARD_REVOKED,
+    CardStatus.NOT_ISSUED: attributes_pb2.ID_CARD_NOT_ISSUED,
 }
 _REASON = {
-    CardStatusReason.NONE: digitalid_pb2.ID_CARD_STATUS_REASON_UNSPECIFIED,
-    CardStatusReason.LOST: digitalid_pb2.ID_CARD_LOST,
-    CardStatusReason.STOLEN: digitalid_pb2.ID_CARD_STOLEN,
-    CardStatusReason.DAMAGED: digitalid_pb2.ID_CARD_DAMAGED,
-    CardStatusReason.REPLACED: digitalid_pb2.ID_CARD_REPLACED,
-    CardStatusReason.DECEASED: digitalid_pb2.ID_CARD_HOLDER_DECEASED,
+    CardStatusReason.NONE: attributes_pb2.ID_CARD_STATUS_REASON_UNSPECIFIED,
+    CardStatusReason.LOST: attributes_pb2.ID_CARD_LOST,
+    CardStatusReason.STOLEN: attributes_pb2.ID_CARD_STOLEN,
+    CardStatusReason.DAMAGED: attributes_pb2.ID_CARD_DAMAGED,
+    CardStatusReason.REPLACED: attributes_pb2.ID_CARD_REPLACED,
+    CardStatusReason.DECEASED: attributes_pb2.ID_CARD_HOLDER_DECEASED,
 }
 
 
-def claimed_attributes(msg: digitalid_pb2.Attributes) -> ClaimedAttributes:
+def claimed_attributes(msg: attributes_pb2.Attributes) -> ClaimedAttributes:
     return ClaimedAttributes(**{name: getattr(msg, name) for name in ATTRIBUTES})
 
 
@@ -60,7 +63,7 @@ def verify_attributes_response(
 ) -> digitalid_pb2.VerifyAttributesResponse:
     sent = [r for r in verdict.results.values() if r is not AttributeResult.NOT_PROVIDED]
     return digitalid_pb2.VerifyAttributesResponse(
-        results=digitalid_pb2.AttributeResults(
+        results=attributes_pb2.AttributeResults(
             **{name: _RESULT[result] for name, result in verdict.results.items()}
         ),
         all_match=bool(sent) and all(r is AttributeResult.MATCH for r in sent),
@@ -68,6 +71,17 @@ def verify_attributes_response(
         card_status_reason=_REASON[verdict.card_status_reason],
         alive=verdict.alive,
         request_id=verdict.request_id,
+    )
+
+
+def attribute_verification(verdict: AttributeVerdict) -> attributes_pb2.AttributeVerification:
+    flat = verify_attributes_response(verdict)
+    return attributes_pb2.AttributeVerification(
+        results=flat.results,
+        all_match=flat.all_match,
+        card_status=flat.card_status,
+        card_status_reason=flat.card_status_reason,
+        alive=flat.alive,
     )
 
 
@@ -117,6 +131,40 @@ class DigitalIdServicer(digitalid_pb2_grpc.DigitalIdServicer):  # type: ignore[m
 
         verdict = await self._r.gated(context, facts, run, verdict_outcome)
         return verify_attributes_response(verdict)
+
+
+class KycVerify:
+    """FaceVerification/Verify with claimed attributes: the face and the attributes in one
+    call, authorised once (purpose, permit, consent), audited in one record (score and
+    attribute results). Attribute input and the guessing limit are checked before the model
+    runs; the attributes are compared (and NO_MATCH counted) only once the face was."""
+
+    def __init__(self, runner: Runner, service: DigitalIdService) -> None:
+        self._r = runner
+        self._s = service
+
+    async def __call__(
+        self, request: verification_pb2.VerifyRequest, context: Context
+    ) -> verification_pb2.VerifyResponse:
+        domain, facts = verify_call(request)
+        claimed = claimed_attributes(request.claimed)
+
+        def run(auth: Authorization) -> tuple[VerifyResult, AttributeVerdict]:
+            agency = auth.system.agency_code
+            self._s.precheck(agency, domain.citizen_id, claimed)
+            result = self._r.service.verify(domain)
+            verdict = self._s.verify_attributes(
+                agency, domain.citizen_id, claimed, result.request_id
+            )
+            return result, verdict
+
+        def outcome(pair: tuple[VerifyResult, AttributeVerdict]) -> dict[str, Any]:
+            return {**verify_outcome(pair[0]), **verdict_outcome(pair[1])}
+
+        result, verdict = await self._r.gated(context, facts, run, outcome)
+        response = convert.verify_response(result)
+        response.attributes.CopyFrom(attribute_verification(verdict))
+        return response
 
 
 def _consent_carrier(

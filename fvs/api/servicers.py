@@ -234,13 +234,24 @@ def _enroll_outcome(result: EnrollResult) -> dict[str, Any]:
     }
 
 
+Kyc = Callable[
+    [verification_pb2.VerifyRequest, Context], Awaitable[verification_pb2.VerifyResponse]
+]
+
+
 class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer):  # type: ignore[misc]
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, kyc: Kyc | None = None) -> None:
         self._r = runner
+        self._kyc = kyc  # Verify with claimed attributes (fvs.api.digitalid.KycVerify)
 
     async def Verify(
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
+        if request.HasField("claimed"):
+            if self._kyc is None:
+                await context.abort_with_status(to_grpc_status(_NO_KYC))
+            else:
+                return await self._kyc(request, context)
         domain, facts = _verify_call(request)
         result = await self._r.gated(
             context, facts, lambda _auth: self._r.service.verify(domain), _verify_outcome
@@ -263,6 +274,13 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def _item(
         self, item: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyBatchResult:
+        if item.HasField("claimed"):
+            error = FvsError(
+                ErrorCode.INVALID_REQUEST,
+                "claimed attributes are checked by Verify, not in VerifyBatch items",
+                field="items.claimed",
+            )
+            return verification_pb2.VerifyBatchResult(error=convert.item_error(error))
         domain, facts = _verify_call(item)
         try:
             result = await self._r.execute(
@@ -275,6 +293,13 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
             error = FvsError(ErrorCode.INTERNAL, "internal error")
             return verification_pb2.VerifyBatchResult(error=convert.item_error(error))
         return verification_pb2.VerifyBatchResult(response=convert.verify_response(result))
+
+
+_NO_KYC = FvsError(
+    ErrorCode.INVALID_REQUEST,
+    "this server does not check claimed attributes",
+    field="claimed",
+)
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]

@@ -56,6 +56,8 @@ def register(sub: Any) -> None:
     )
     verify.add_argument("--consent-time", help="when consent was given (ISO 8601, UTC if no zone)")
     verify.add_argument("--request-id", default="")
+    for name in ATTRIBUTE_FLAGS:  # the combined KYC call: attributes checked as well
+        verify.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
     verify.add_argument("photo", type=Path)
     client_args(verify)
 
@@ -137,18 +139,28 @@ def _print_message(message: Any) -> None:
     )
 
 
-def _result_name(value: int) -> str:
-    from fvs.api.v1 import digitalid_pb2
+def _claimed(args: argparse.Namespace) -> dict[str, str]:
+    return {name: getattr(args, name) for name in ATTRIBUTE_FLAGS if getattr(args, name)}
 
-    return str(digitalid_pb2.AttributeResult.Name(value))
+
+def _print_attributes(claimed: dict[str, str], answer: Any) -> None:
+    for name in claimed:
+        print(f"{name:14s} {_result_name(getattr(answer.results, name))}")
+    print(f"card {_card_name(answer.card_status, answer.card_status_reason)}  alive {answer.alive}")
+
+
+def _result_name(value: int) -> str:
+    from fvs.api.v1 import attributes_pb2
+
+    return str(attributes_pb2.AttributeResult.Name(value))
 
 
 def _card_name(status: int, reason: int) -> str:
-    from fvs.api.v1 import digitalid_pb2
+    from fvs.api.v1 import attributes_pb2
 
-    name = str(digitalid_pb2.IdCardStatus.Name(status)).removeprefix("ID_CARD_")
+    name = str(attributes_pb2.IdCardStatus.Name(status)).removeprefix("ID_CARD_")
     if reason:
-        name += " (" + str(digitalid_pb2.IdCardStatusReason.Name(reason)).removeprefix("ID_CARD_")
+        name += " (" + str(attributes_pb2.IdCardStatusReason.Name(reason)).removeprefix("ID_CARD_")
         name += ")"
     return name
 
@@ -184,6 +196,7 @@ def _call(c: Any, args: argparse.Namespace) -> int:
             args.consent_ref,
             _consent_time(args.consent_time),
             request_id=args.request_id,
+            claimed=_claimed(args) or None,
         )
         if args.json:
             _print_message(vr)
@@ -194,8 +207,10 @@ def _call(c: Any, args: argparse.Namespace) -> int:
             )
             print(_face_line(vr.probe_face))
             print(f"request id {vr.request_id}  ({vr.timings.total_ms:.1f} ms)")
+            if vr.HasField("attributes"):
+                _print_attributes(_claimed(args), vr.attributes)
     elif args.command == "verify-attributes":
-        claimed = {name: getattr(args, name) for name in ATTRIBUTE_FLAGS if getattr(args, name)}
+        claimed = _claimed(args)
         ar = c.verify_attributes(
             args.citizen_id,
             claimed,
@@ -207,9 +222,7 @@ def _call(c: Any, args: argparse.Namespace) -> int:
         if args.json:
             _print_message(ar)
         else:
-            for name in claimed:
-                print(f"{name:14s} {_result_name(getattr(ar.results, name))}")
-            print(f"card {_card_name(ar.card_status, ar.card_status_reason)}  alive {ar.alive}")
+            _print_attributes(claimed, ar)
             print(f"request id {ar.request_id}")
         return 0 if ar.all_match else EXIT_REFUSED
     elif args.command == "health":

@@ -66,13 +66,15 @@ class DigitalIdService:
                 card = self.cards.card(citizen_id)
         return card
 
-    def verify_attributes(
-        self, agency: str, citizen_id: str, claimed: ClaimedAttributes, request_id: str
-    ) -> AttributeVerdict:
+    def precheck(self, agency: str, citizen_id: str, claimed: ClaimedAttributes) -> dict[str, str]:
+        """The cheap checks, before anything is compared (or a face model runs): the citizen
+        ID, every claimed attribute, and the guessing limit. Returns the provided attributes."""
         cid.validate(citizen_id)
         provided = match.validate(claimed)
-        key = self.citizen_hash(citizen_id)
-        now = self.clock()
+        self._check_guessing(agency, self.citizen_hash(citizen_id), self.clock())
+        return provided
+
+    def _check_guessing(self, agency: str, key: str, now: float) -> None:
         recent = self.cards.no_matches_since(agency, key, now - self.limit.window_s)
         if len(recent) >= self.limit.max_no_match:
             # the window frees a slot when the oldest counted answer leaves it
@@ -89,6 +91,14 @@ class DigitalIdService:
             )
             error.retry_after_s = retry_s
             raise error
+
+    def verify_attributes(
+        self, agency: str, citizen_id: str, claimed: ClaimedAttributes, request_id: str
+    ) -> AttributeVerdict:
+        """Compare ``claimed`` with the record and count its NO_MATCH answers."""
+        provided = self.precheck(agency, citizen_id, claimed)
+        key = self.citizen_hash(citizen_id)
+        now = self.clock()
         view = self.citizens.get_citizen(citizen_id)
         if view is None:
             raise FvsError(ErrorCode.CITIZEN_NOT_FOUND, "no citizen with this ID")

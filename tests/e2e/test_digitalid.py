@@ -15,8 +15,15 @@ import grpc
 import pytest
 from grpc_status import rpc_status
 
+from fvs.api.client import CallFailedError, FvsClient
 from fvs.api.errors import error_info
-from fvs.api.v1 import digitalid_pb2, digitalid_pb2_grpc
+from fvs.api.v1 import (
+    attributes_pb2,
+    digitalid_pb2,
+    digitalid_pb2_grpc,
+    verification_pb2,
+    verification_pb2_grpc,
+)
 from fvs.audit.log import read_records
 from fvs.config import Settings
 from fvs.digitalid.match import format_laser_code
@@ -26,13 +33,14 @@ from fvs.domain import Citizen
 from fvs.pipeline.pipeline import FacePipeline
 from fvs.store.sqlite import SqliteStore
 from fvs.store.synthetic import synthetic_citizens
-from tests.conftest import UNKNOWN_CITIZEN
+from tests.conftest import UNKNOWN_CITIZEN, photo
 from tests.e2e.conftest import ServerThread
 
 COUNT = 300
 SEED = 11
 LIMIT = 4
 R = digitalid_pb2
+A = attributes_pb2
 
 
 class Registry:
@@ -63,7 +71,7 @@ class Registry:
     ) -> R.VerifyAttributesResponse:
         request = R.VerifyAttributesRequest(
             citizen_id=citizen_id,
-            claimed=R.Attributes(**claimed),
+            claimed=A.Attributes(**claimed),
             purpose="KYC",
             request_id="digid-test",
         )
@@ -114,8 +122,8 @@ def registry(
 
 def _results(response: R.VerifyAttributesResponse) -> dict[str, str]:
     return {
-        f.name: R.AttributeResult.Name(getattr(response.results, f.name))
-        for f in R.AttributeResults.DESCRIPTOR.fields
+        f.name: A.AttributeResult.Name(getattr(response.results, f.name))
+        for f in A.AttributeResults.DESCRIPTOR.fields
     }
 
 
@@ -208,18 +216,18 @@ def test_registry_birth_dates_with_unknown_parts(
 def test_card_status_and_alive(registry: Registry) -> None:
     revoked = registry.fresh(lambda p, c: c.status is CardStatus.REVOKED and c.alive)
     response = registry.ask(revoked.citizen_id, first_name_en=revoked.first_name_en)
-    assert response.card_status == R.ID_CARD_REVOKED
-    assert response.card_status_reason in {R.ID_CARD_LOST, R.ID_CARD_STOLEN, R.ID_CARD_DAMAGED}
+    assert response.card_status == A.ID_CARD_REVOKED
+    assert response.card_status_reason in {A.ID_CARD_LOST, A.ID_CARD_STOLEN, A.ID_CARD_DAMAGED}
     assert response.alive
     dead = registry.fresh(lambda p, c: not c.alive)
     response = registry.ask(dead.citizen_id, first_name_en=dead.first_name_en)
     assert not response.alive
-    assert response.card_status == R.ID_CARD_REVOKED
-    assert response.card_status_reason == R.ID_CARD_HOLDER_DECEASED
+    assert response.card_status == A.ID_CARD_REVOKED
+    assert response.card_status_reason == A.ID_CARD_HOLDER_DECEASED
     expired = registry.fresh(lambda p, c: c.status is CardStatus.EXPIRED)
     response = registry.ask(expired.citizen_id, last_name_en=expired.last_name_en)
-    assert response.card_status == R.ID_CARD_EXPIRED
-    assert response.card_status_reason == R.ID_CARD_STATUS_REASON_UNSPECIFIED
+    assert response.card_status == A.ID_CARD_EXPIRED
+    assert response.card_status_reason == A.ID_CARD_STATUS_REASON_UNSPECIFIED
     active = registry.fresh(
         lambda p, c: (
             c.status_on(dt.date.today()) is CardStatus.ACTIVE
@@ -227,7 +235,7 @@ def test_card_status_and_alive(registry: Registry) -> None:
         )
     )
     response = registry.ask(active.citizen_id, last_name_en=active.last_name_en)
-    assert response.card_status == R.ID_CARD_ACTIVE and response.alive
+    assert response.card_status == A.ID_CARD_ACTIVE and response.alive
 
 
 @pytest.mark.parametrize(
@@ -296,6 +304,129 @@ def test_guessing_limit_refuses_and_is_audited(registry: Registry) -> None:
     assert all(r["purpose"] == "KYC" and r["agency"] == "DEV" for r in records)
 
 
+def test_cli_verify_attributes(registry: Registry) -> None:
+    person = registry.fresh(_full_birth)
+    card = registry.card(person)
+    base = [
+        sys.executable, "-m", "fvs", "--log-level", "WARNING", "verify-attributes",
+        "--server", registry.server.address, "--citizen-id", person.citizen_id,
+        "--purpose", "KYC", "--consent-ref", "CONSENT-CLI-DIGID",
+    ]  # fmt: skip
+    ok = subprocess.run(
+        [*base, "--first-name-th", person.first_name_th, "--birth-date",
+         f"{card.birth_date.year + 543}{str(card.birth_date)[5:].replace('-', '')}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "first_name_th  MATCH" in ok.stdout and "birth_date     MATCH" in ok.stdout
+    assert person.first_name_th in " ".join(ok.args)  # sent, but never echoed back:
+    assert person.first_name_th not in ok.stdout
+    wrong = subprocess.run(
+        [*base, "--last-name-en", "Nobody", "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert json.loads(wrong.stdout)["results"]["last_name_en"] == "NO_MATCH"
+    bad = subprocess.run(
+        [*base, "--laser-code", "JT0-1"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert bad.returncode == 1
+    assert "INVALID_ATTRIBUTE" in bad.stderr
+
+
+def _audit(registry: Registry) -> list[dict[str, Any]]:
+    return list(read_records(registry.server.settings.store.data_dir / "audit" / "audit.jsonl"))
+
+
+def test_kyc_call_checks_face_and_attributes_once(registry: Registry) -> None:
+    person = registry.fresh(_full_birth)
+    card = registry.card(person)
+    with FvsClient(registry.server.address) as client:
+        client.enroll(person.citizen_id, photo("obama.jpg"))
+        before = len(_audit(registry))
+        response = client.verify(
+            person.citizen_id,
+            photo("obama2.jpg"),
+            "KYC",
+            "CONSENT-KYC-1",
+            request_id="kyc-1",
+            claimed={
+                "first_name_en": person.first_name_en.lower(),
+                "birth_date": str(card.birth_date),
+                "laser_code": format_laser_code(card.laser_code),
+                "last_name_th": "ผิด",
+            },
+        )
+        registry.answers += [response.SerializeToString(), str(response).encode()]
+        assert response.match_score > 60  # the same person, another photo
+        assert response.HasField("attributes")
+        results = {k: v for k, v in _results(response.attributes).items() if v != "NOT_PROVIDED"}
+        assert results == {
+            "first_name_en": "MATCH",
+            "birth_date": "MATCH",
+            "laser_code": "MATCH",
+            "last_name_th": "NO_MATCH",
+        }
+        assert not response.attributes.all_match
+        assert response.attributes.card_status != A.ID_CARD_STATUS_UNSPECIFIED
+        records = _audit(registry)[before:]
+        assert len(records) == 1  # authorised and audited once for face and attributes
+        record = records[0]
+        assert record["operation"] == "Verify" and record["outcome"] == "OK"
+        assert record["request_id"] == "kyc-1" and record["score"] == round(response.match_score, 4)
+        assert record["attributes"]["last_name_th"] == "NO_MATCH"
+        # without claimed attributes Verify answers as before, with no attribute part
+        plain = client.verify(person.citizen_id, photo("obama2.jpg"), "KYC", "CONSENT-KYC-2")
+        assert not plain.HasField("attributes")
+        # a malformed attribute refuses the whole call, before the face is compared
+        with pytest.raises(CallFailedError) as caught:
+            client.verify(
+                person.citizen_id,
+                photo("obama2.jpg"),
+                "KYC",
+                "CONSENT-KYC-3",
+                claimed={"birth_date": "2528-13-01"},
+            )
+        assert caught.value.reason == "INVALID_ATTRIBUTE"
+        assert caught.value.metadata["field"] == "claimed.birth_date"
+        registry.answers.append(str(caught.value).encode())
+        with pytest.raises(CallFailedError) as caught:
+            client.verify(person.citizen_id, photo("obama2.jpg"), "KYC", "C-4", claimed={})
+        assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
+    # a batch item with claimed attributes is refused on its own
+    batch = verification_pb2.VerifyBatchRequest(
+        items=[
+            verification_pb2.VerifyRequest(
+                citizen_id=person.citizen_id, claimed=A.Attributes(province="x")
+            )
+        ]
+    )
+    answer = verification_pb2_grpc.FaceVerificationStub(registry.channel).VerifyBatch(batch)
+    assert answer.results[0].error.reason == "INVALID_REQUEST"
+    assert answer.results[0].error.metadata["field"] == "items.claimed"
+
+
+def test_kyc_call_counts_towards_the_guessing_limit(registry: Registry) -> None:
+    person = registry.fresh()
+    with FvsClient(registry.server.address) as client:
+        client.enroll(person.citizen_id, photo("biden.jpg"))
+        for i in range(LIMIT):
+            response = client.verify(
+                person.citizen_id, photo("biden2.jpg"), "KYC", "C", claimed={"province": f"P{i}"}
+            )
+            assert response.attributes.results.province == A.NO_MATCH
+        with pytest.raises(CallFailedError) as caught:
+            client.verify(
+                person.citizen_id, photo("biden2.jpg"), "KYC", "C", claimed={"province": "P"}
+            )
+        assert (caught.value.code, caught.value.reason) == (
+            "RESOURCE_EXHAUSTED",
+            "ATTRIBUTE_GUESSING",
+        )
+        # the face alone is still answered
+        assert client.verify(person.citizen_id, photo("biden2.jpg"), "KYC", "C").match_score > 0
+
+
 def test_nothing_of_the_record_is_disclosed(registry: Registry) -> None:
     """Every answer and error this module's tests received (and a fresh sweep of right and
     wrong claims) holds no value of any record asked about."""
@@ -340,33 +471,3 @@ def test_nothing_of_the_record_is_disclosed(registry: Registry) -> None:
             values.add(facts.deceased_on.isoformat())
         leaked = {v for v in values if v and (v in blob or v.lower() in blob.lower())}
         assert not leaked, f"record values in answers: {leaked}"
-
-
-def test_cli_verify_attributes(registry: Registry) -> None:
-    person = registry.fresh(_full_birth)
-    card = registry.card(person)
-    base = [
-        sys.executable, "-m", "fvs", "--log-level", "WARNING", "verify-attributes",
-        "--server", registry.server.address, "--citizen-id", person.citizen_id,
-        "--purpose", "KYC", "--consent-ref", "CONSENT-CLI-DIGID",
-    ]  # fmt: skip
-    ok = subprocess.run(
-        [*base, "--first-name-th", person.first_name_th, "--birth-date",
-         f"{card.birth_date.year + 543}{str(card.birth_date)[5:].replace('-', '')}"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
-    assert "first_name_th  MATCH" in ok.stdout and "birth_date     MATCH" in ok.stdout
-    assert person.first_name_th in " ".join(ok.args)  # sent, but never echoed back:
-    assert person.first_name_th not in ok.stdout
-    wrong = subprocess.run(
-        [*base, "--last-name-en", "Nobody", "--json"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert wrong.returncode == 1
-    assert json.loads(wrong.stdout)["results"]["last_name_en"] == "NO_MATCH"
-    bad = subprocess.run(
-        [*base, "--laser-code", "JT0-1"], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert bad.returncode == 1
-    assert "INVALID_ATTRIBUTE" in bad.stderr

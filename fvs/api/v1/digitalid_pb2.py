@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from fvs.api.v1 import attributes_pb2 as fvs_dot_v1_dot_attributes__pb2
 from fvs.api.v1 import verification_pb2 as fvs_dot_v1_dot_verification__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66vs/v1/digitalid.proto\x12\x06\x66vs.v1\x1a\x19\x66vs/v1/verification.proto\"\xb2\x01\n\nAttributes\x12\x15\n\rfirst_name_th\x18\x01 \x01(\t\x12\x14\n\x0clast_name_th\x18\x02 \x01(\t\x12\x15\n\rfirst_name_en\x18\x03 \x01(\t\x12\x14\n\x0clast_name_en\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\x12\x12\n\nlaser_code\x18\x06 \x01(\t\x12\x10\n\x08province\x18\x07 \x01(\t\x12\x10\n\x08\x64istrict\x18\x08 \x01(\t\"\x99\x01\n\x17VerifyAttributesRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12#\n\x07\x63laimed\x18\x02 \x01(\x0b\x32\x12.fvs.v1.Attributes\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12 \n\x07\x63onsent\x18\x04 \x01(\x0b\x32\x0f.fvs.v1.Consent\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x80\x03\n\x10\x41ttributeResults\x12.\n\rfirst_name_th\x18\x01 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12-\n\x0clast_name_th\x18\x02 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12.\n\rfirst_name_en\x18\x03 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12-\n\x0clast_name_en\x18\x04 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12+\n\nbirth_date\x18\x05 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12+\n\nlaser_code\x18\x06 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12)\n\x08province\x18\x07 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12)\n\x08\x64istrict\x18\x08 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\"\xde\x01\n\x18VerifyAttributesResponse\x12)\n\x07results\x18\x01 \x01(\x0b\x32\x18.fvs.v1.AttributeResults\x12\x11\n\tall_match\x18\x02 \x01(\x08\x12)\n\x0b\x63\x61rd_status\x18\x03 \x01(\x0e\x32\x14.fvs.v1.IdCardStatus\x12\x36\n\x12\x63\x61rd_status_reason\x18\x04 \x01(\x0e\x32\x1a.fvs.v1.IdCardStatusReason\x12\r\n\x05\x61live\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t*^\n\x0f\x41ttributeResult\x12 \n\x1c\x41TTRIBUTE_RESULT_UNSPECIFIED\x10\x00\x12\x10\n\x0cNOT_PROVIDED\x10\x01\x12\t\n\x05MATCH\x10\x02\x12\x0c\n\x08NO_MATCH\x10\x03*\x84\x01\n\x0cIdCardStatus\x12\x1e\n\x1aID_CARD_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eID_CARD_ACTIVE\x10\x01\x12\x13\n\x0fID_CARD_EXPIRED\x10\x02\x12\x13\n\x0fID_CARD_REVOKED\x10\x03\x12\x16\n\x12ID_CARD_NOT_ISSUED\x10\x04*\xa9\x01\n\x12IdCardStatusReason\x12%\n!ID_CARD_STATUS_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cID_CARD_LOST\x10\x01\x12\x12\n\x0eID_CARD_STOLEN\x10\x02\x12\x13\n\x0fID_CARD_DAMAGED\x10\x03\x12\x14\n\x10ID_CARD_REPLACED\x10\x04\x12\x1b\n\x17ID_CARD_HOLDER_DECEASED\x10\x05\x32\x62\n\tDigitalId\x12U\n\x10VerifyAttributes\x12\x1f.fvs.v1.VerifyAttributesRequest\x1a .fvs.v1.VerifyAttributesResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66vs/v1/digitalid.proto\x12\x06\x66vs.v1\x1a\x17\x66vs/v1/attributes.proto\x1a\x19\x66vs/v1/verification.proto\"\x99\x01\n\x17VerifyAttributesRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12#\n\x07\x63laimed\x18\x02 \x01(\x0b\x32\x12.fvs.v1.Attributes\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12 \n\x07\x63onsent\x18\x04 \x01(\x0b\x32\x0f.fvs.v1.Consent\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xde\x01\n\x18VerifyAttributesResponse\x12)\n\x07results\x18\x01 \x01(\x0b\x32\x18.fvs.v1.AttributeResults\x12\x11\n\tall_match\x18\x02 \x01(\x08\x12)\n\x0b\x63\x61rd_status\x18\x03 \x01(\x0e\x32\x14.fvs.v1.IdCardStatus\x12\x36\n\x12\x63\x61rd_status_reason\x18\x04 \x01(\x0e\x32\x1a.fvs.v1.IdCardStatusReason\x12\r\n\x05\x61live\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t2b\n\tDigitalId\x12U\n\x10VerifyAttributes\x12\x1f.fvs.v1.VerifyAttributesRequest\x1a .fvs.v1.VerifyAttributesResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +34,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fvs.v1.digitalid_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.fvs.v1P\001'
-  _globals['_ATTRIBUTERESULT']._serialized_start=1010
-  _globals['_ATTRIBUTERESULT']._serialized_end=1104
-  _globals['_IDCARDSTATUS']._serialized_start=1107
-  _globals['_IDCARDSTATUS']._serialized_end=1239
-  _globals['_IDCARDSTATUSREASON']._serialized_start=1242
-  _globals['_IDCARDSTATUSREASON']._serialized_end=1411
-  _globals['_ATTRIBUTES']._serialized_start=62
-  _globals['_ATTRIBUTES']._serialized_end=240
-  _globals['_VERIFYATTRIBUTESREQUEST']._serialized_start=243
-  _globals['_VERIFYATTRIBUTESREQUEST']._serialized_end=396
-  _globals['_ATTRIBUTERESULTS']._serialized_start=399
-  _globals['_ATTRIBUTERESULTS']._serialized_end=783
-  _globals['_VERIFYATTRIBUTESRESPONSE']._serialized_start=786
-  _globals['_VERIFYATTRIBUTESRESPONSE']._serialized_end=1008
-  _globals['_DIGITALID']._serialized_start=1413
-  _globals['_DIGITALID']._serialized_end=1511
+  _globals['_VERIFYATTRIBUTESREQUEST']._serialized_start=87
+  _globals['_VERIFYATTRIBUTESREQUEST']._serialized_end=240
+  _globals['_VERIFYATTRIBUTESRESPONSE']._serialized_start=243
+  _globals['_VERIFYATTRIBUTESRESPONSE']._serialized_end=465
+  _globals['_DIGITALID']._serialized_start=467
+  _globals['_DIGITALID']._serialized_end=565
 # @@protoc_insertion_point(module_scope)

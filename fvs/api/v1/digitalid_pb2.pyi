@@ -1,70 +1,11 @@
+from fvs.api.v1 import attributes_pb2 as _attributes_pb2
 from fvs.api.v1 import verification_pb2 as _verification_pb2
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class AttributeResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    ATTRIBUTE_RESULT_UNSPECIFIED: _ClassVar[AttributeResult]
-    NOT_PROVIDED: _ClassVar[AttributeResult]
-    MATCH: _ClassVar[AttributeResult]
-    NO_MATCH: _ClassVar[AttributeResult]
-
-class IdCardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    ID_CARD_STATUS_UNSPECIFIED: _ClassVar[IdCardStatus]
-    ID_CARD_ACTIVE: _ClassVar[IdCardStatus]
-    ID_CARD_EXPIRED: _ClassVar[IdCardStatus]
-    ID_CARD_REVOKED: _ClassVar[IdCardStatus]
-    ID_CARD_NOT_ISSUED: _ClassVar[IdCardStatus]
-
-class IdCardStatusReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    ID_CARD_STATUS_REASON_UNSPECIFIED: _ClassVar[IdCardStatusReason]
-    ID_CARD_LOST: _ClassVar[IdCardStatusReason]
-    ID_CARD_STOLEN: _ClassVar[IdCardStatusReason]
-    ID_CARD_DAMAGED: _ClassVar[IdCardStatusReason]
-    ID_CARD_REPLACED: _ClassVar[IdCardStatusReason]
-    ID_CARD_HOLDER_DECEASED: _ClassVar[IdCardStatusReason]
-ATTRIBUTE_RESULT_UNSPECIFIED: AttributeResult
-NOT_PROVIDED: AttributeResult
-MATCH: AttributeResult
-NO_MATCH: AttributeResult
-ID_CARD_STATUS_UNSPECIFIED: IdCardStatus
-ID_CARD_ACTIVE: IdCardStatus
-ID_CARD_EXPIRED: IdCardStatus
-ID_CARD_REVOKED: IdCardStatus
-ID_CARD_NOT_ISSUED: IdCardStatus
-ID_CARD_STATUS_REASON_UNSPECIFIED: IdCardStatusReason
-ID_CARD_LOST: IdCardStatusReason
-ID_CARD_STOLEN: IdCardStatusReason
-ID_CARD_DAMAGED: IdCardStatusReason
-ID_CARD_REPLACED: IdCardStatusReason
-ID_CARD_HOLDER_DECEASED: IdCardStatusReason
-
-class Attributes(_message.Message):
-    __slots__ = ("first_name_th", "last_name_th", "first_name_en", "last_name_en", "birth_date", "laser_code", "province", "district")
-    FIRST_NAME_TH_FIELD_NUMBER: _ClassVar[int]
-    LAST_NAME_TH_FIELD_NUMBER: _ClassVar[int]
-    FIRST_NAME_EN_FIELD_NUMBER: _ClassVar[int]
-    LAST_NAME_EN_FIELD_NUMBER: _ClassVar[int]
-    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
-    LASER_CODE_FIELD_NUMBER: _ClassVar[int]
-    PROVINCE_FIELD_NUMBER: _ClassVar[int]
-    DISTRICT_FIELD_NUMBER: _ClassVar[int]
-    first_name_th: str
-    last_name_th: str
-    first_name_en: str
-    last_name_en: str
-    birth_date: str
-    laser_code: str
-    province: str
-    district: str
-    def __init__(self, first_name_th: _Optional[str] = ..., last_name_th: _Optional[str] = ..., first_name_en: _Optional[str] = ..., last_name_en: _Optional[str] = ..., birth_date: _Optional[str] = ..., laser_code: _Optional[str] = ..., province: _Optional[str] = ..., district: _Optional[str] = ...) -> None: ...
 
 class VerifyAttributesRequest(_message.Message):
     __slots__ = ("citizen_id", "claimed", "purpose", "consent", "request_id")
@@ -74,31 +15,11 @@ class VerifyAttributesRequest(_message.Message):
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     citizen_id: str
-    claimed: Attributes
+    claimed: _attributes_pb2.Attributes
     purpose: str
     consent: _verification_pb2.Consent
     request_id: str
-    def __init__(self, citizen_id: _Optional[str] = ..., claimed: _Optional[_Union[Attributes, _Mapping]] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[_verification_pb2.Consent, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
-
-class AttributeResults(_message.Message):
-    __slots__ = ("first_name_th", "last_name_th", "first_name_en", "last_name_en", "birth_date", "laser_code", "province", "district")
-    FIRST_NAME_TH_FIELD_NUMBER: _ClassVar[int]
-    LAST_NAME_TH_FIELD_NUMBER: _ClassVar[int]
-    FIRST_NAME_EN_FIELD_NUMBER: _ClassVar[int]
-    LAST_NAME_EN_FIELD_NUMBER: _ClassVar[int]
-    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
-    LASER_CODE_FIELD_NUMBER: _ClassVar[int]
-    PROVINCE_FIELD_NUMBER: _ClassVar[int]
-    DISTRICT_FIELD_NUMBER: _ClassVar[int]
-    first_name_th: AttributeResult
-    last_name_th: AttributeResult
-    first_name_en: AttributeResult
-    last_name_en: AttributeResult
-    birth_date: AttributeResult
-    laser_code: AttributeResult
-    province: AttributeResult
-    district: AttributeResult
-    def __init__(self, first_name_th: _Optional[_Union[AttributeResult, str]] = ..., last_name_th: _Optional[_Union[AttributeResult, str]] = ..., first_name_en: _Optional[_Union[AttributeResult, str]] = ..., last_name_en: _Optional[_Union[AttributeResult, str]] = ..., birth_date: _Optional[_Union[AttributeResult, str]] = ..., laser_code: _Optional[_Union[AttributeResult, str]] = ..., province: _Optional[_Union[AttributeResult, str]] = ..., district: _Optional[_Union[AttributeResult, str]] = ...) -> None: ...
+    def __init__(self, citizen_id: _Optional[str] = ..., claimed: _Optional[_Union[_attributes_pb2.Attributes, _Mapping]] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[_verification_pb2.Consent, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class VerifyAttributesResponse(_message.Message):
     __slots__ = ("results", "all_match", "card_status", "card_status_reason", "alive", "request_id")
@@ -108,10 +29,10 @@ class VerifyAttributesResponse(_message.Message):
     CARD_STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    results: AttributeResults
+    results: _attributes_pb2.AttributeResults
     all_match: bool
-    card_status: IdCardStatus
-    card_status_reason: IdCardStatusReason
+    card_status: _attributes_pb2.IdCardStatus
+    card_status_reason: _attributes_pb2.IdCardStatusReason
     alive: bool
     request_id: str
-    def __init__(self, results: _Optional[_Union[AttributeResults, _Mapping]] = ..., all_match: _Optional[bool] = ..., card_status: _Optional[_Union[IdCardStatus, str]] = ..., card_status_reason: _Optional[_Union[IdCardStatusReason, str]] = ..., alive: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, results: _Optional[_Union[_attributes_pb2.AttributeResults, _Mapping]] = ..., all_match: _Optional[bool] = ..., card_status: _Optional[_Union[_attributes_pb2.IdCardStatus, str]] = ..., card_status_reason: _Optional[_Union[_attributes_pb2.IdCardStatusReason, str]] = ..., alive: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
