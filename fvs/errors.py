@@ -72,6 +72,7 @@ class ErrorCode(enum.Enum):
     # Digital ID (issue 14)
     INVALID_ATTRIBUTE = "INVALID_ATTRIBUTE"
     ATTRIBUTE_GUESSING = "ATTRIBUTE_GUESSING"
+    SERVICE_NOT_PERMITTED = "SERVICE_NOT_PERMITTED"
 
     @property
     def kind(self) -> Kind:
@@ -117,6 +118,7 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.INVALID_CERTIFICATE: Kind.INVALID_INPUT,
     ErrorCode.INVALID_ATTRIBUTE: Kind.INVALID_INPUT,
     ErrorCode.ATTRIBUTE_GUESSING: Kind.OVERLOADED,
+    ErrorCode.SERVICE_NOT_PERMITTED: Kind.DENIED,
 }
 
 

@@ -46,6 +46,8 @@ class CallFacts:
     # A call that changes state gets a STARTED record before it acts, so that a change is
     # never left unaudited even when the closing record cannot be written.
     mutates: bool = False
+    # Services the call needs beyond its operation's own (issue 14: the combined KYC call).
+    services: frozenset[str] = frozenset()
 
 
 Outcome = Callable[[Any], dict[str, Any]]
@@ -93,7 +95,9 @@ class Gate:
         start = time.perf_counter()
         auth: Authorization | None = None
         try:
-            auth = self.policy.authorize(caller, facts.operation, facts.purpose, facts.consent)
+            auth = self.policy.authorize(
+                caller, facts.operation, facts.purpose, facts.consent, services=facts.services
+            )
             if facts.mutates:
                 self._record(caller, facts, auth, start, "STARTED", "", {})
             result = fn(auth)

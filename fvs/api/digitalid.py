@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from fvs.access.gate import CallFacts, Gate
-from fvs.access.model import Authorization, Operation
+from fvs.access.model import SERVICE_DIGITAL_ID, Authorization, Operation
 from fvs.api import convert
 from fvs.api.servicers import Context, Runner
 from fvs.api.servicers import _verify_call as verify_call
@@ -147,6 +148,7 @@ class KycVerify:
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
         domain, facts = verify_call(request)
+        facts = replace(facts, services=frozenset({SERVICE_DIGITAL_ID}))  # and FVS, the face
         claimed = claimed_attributes(request.claimed)
 
         def run(auth: Authorization) -> tuple[VerifyResult, AttributeVerdict]:
@@ -175,10 +177,13 @@ def _consent_carrier(
 
 
 def build_digital_id(settings: Settings, service: FaceService, gate: Gate) -> DigitalIdService:
-    """The Digital ID service on the registry's data directory (its own tables)."""
+    """The Digital ID service on the registry's data directory (its own tables); from now on
+    the gate also checks which services an agency's permit covers."""
+    cards = SqliteIdCardStore(settings.store.data_dir)
+    gate.policy.services = cards.permit_services
     return DigitalIdService(
         service.store,
-        SqliteIdCardStore(settings.store.data_dir),
+        cards,
         lambda citizen_id: citizen_hash(gate.citizen_key, citizen_id),
         GuessingLimit(settings.digitalid.max_no_match, settings.digitalid.no_match_window_s),
     )

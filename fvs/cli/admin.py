@@ -75,6 +75,17 @@ def register(sub: Any) -> None:
     until = grant.add_mutually_exclusive_group(required=True)
     until.add_argument("--valid-until", help="ISO 8601")
     until.add_argument("--days", type=int, help="valid for this many days")
+    grant.add_argument(
+        "--service",
+        action="append",
+        choices=["FVS", "DIGITAL_ID"],
+        help="a service the permit covers (repeatable; default FVS only)",
+    )
+    services = _cmd(permit, "services", "set the services a permit covers", _permit_services)
+    services.add_argument("--permit", type=int, required=True)
+    services.add_argument(
+        "--service", action="append", required=True, choices=["FVS", "DIGITAL_ID"]
+    )
     for action in ("suspend", "resume", "revoke"):
         change = _cmd(permit, action, f"{action} a permit (effective at once)", _permit_change)
         change.add_argument("--permit", type=int, required=True)
@@ -224,11 +235,31 @@ def _permit_grant(args: argparse.Namespace) -> int:
     until = _when(args.valid_until) or start + dt.timedelta(days=args.days)
     with _admin(args) as svc:
         p = svc.grant_permit(local_operator(), args.agency, args.purpose, start, until)
+        if args.service:
+            _set_services(svc, args, p.id, args.service)
     print(
         f"permit {p.id} granted to {p.agency_code} for {', '.join(p.purposes)}, valid "
         f"{p.valid_from.isoformat()} to {p.valid_until.isoformat()} (conditions "
         f"{p.conditions_version})"
     )
+    return 0
+
+
+def _set_services(svc: AdminService, args: argparse.Namespace, permit: int, names: Any) -> Any:
+    from fvs.digitalid.permits import set_permit_services
+    from fvs.digitalid.store import SqliteIdCardStore
+
+    cards = SqliteIdCardStore(settings(store__data_dir=args.data_dir).store.data_dir)
+    try:
+        return set_permit_services(svc, local_operator(), cards, permit, names)
+    finally:
+        cards.close()
+
+
+def _permit_services(args: argparse.Namespace) -> int:
+    with _admin(args) as svc:
+        covered = _set_services(svc, args, args.permit, args.service)
+    print(f"permit {args.permit} covers {', '.join(sorted(covered))}")
     return 0
 
 

@@ -9,6 +9,9 @@ also runs them all at open until a runner takes over.
   dates, status and reason, death date, house-registration address.
 - ``digitalid_no_match``: one row per NO_MATCH answer (agency, keyed citizen hash, time), the
   sliding-window counter against attribute guessing; shared by every server on the store.
+- ``digitalid_permit_services``: which services (FVS, DIGITAL_ID) each permit covers; a permit
+  with no row covers FVS only. ``permit_id`` refers to the access store's permits (another
+  database file under SQLite, hence no foreign key there).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ CREATE TABLE IF NOT EXISTS digitalid_no_match (
 
 CREATE INDEX IF NOT EXISTS digitalid_no_match_key
     ON digitalid_no_match (agency, citizen_hash, at);
+
+CREATE TABLE IF NOT EXISTS digitalid_permit_services (
+    permit_id  INTEGER NOT NULL,
+    service    TEXT NOT NULL CHECK (service IN ('FVS', 'DIGITAL_ID')),
+    PRIMARY KEY (permit_id, service)
+) WITHOUT ROWID;
 """
 
 _POSTGRESQL_V1 = """
@@ -72,6 +81,12 @@ CREATE TABLE IF NOT EXISTS digitalid_no_match (
 
 CREATE INDEX IF NOT EXISTS digitalid_no_match_key
     ON digitalid_no_match (agency, citizen_hash, at);
+
+CREATE TABLE IF NOT EXISTS digitalid_permit_services (
+    permit_id  BIGINT NOT NULL,
+    service    TEXT NOT NULL CHECK (service IN ('FVS', 'DIGITAL_ID')),
+    PRIMARY KEY (permit_id, service)
+);
 """
 
 DIGITALID_MIGRATIONS: dict[str, list[str]] = {

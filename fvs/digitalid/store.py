@@ -32,6 +32,14 @@ class IdCardStore(Protocol):
         day beyond any window (housekeeping)."""
         ...
 
+    def permit_services(self, permit_id: int) -> frozenset[str] | None:
+        """The services ``permit_id`` covers; None when none were recorded."""
+        ...
+
+    def set_permit_services(self, permit_id: int, services: frozenset[str]) -> None:
+        """Replace the services ``permit_id`` covers (at least one)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -132,6 +140,20 @@ class SqliteIdCardStore:
             conn.executemany(
                 "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
                 [(agency, citizen_hash, at)] * count,
+            )
+
+    def permit_services(self, permit_id: int) -> frozenset[str] | None:
+        rows = self.db.read(
+            "SELECT service FROM digitalid_permit_services WHERE permit_id = ?", (permit_id,)
+        )
+        return frozenset(str(r[0]) for r in rows) if rows else None
+
+    def set_permit_services(self, permit_id: int, services: frozenset[str]) -> None:
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM digitalid_permit_services WHERE permit_id = ?", (permit_id,))
+            conn.executemany(
+                "INSERT INTO digitalid_permit_services (permit_id, service) VALUES (?, ?)",
+                [(permit_id, service) for service in sorted(services)],
             )
 
     def close(self) -> None:
