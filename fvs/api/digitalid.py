@@ -15,6 +15,7 @@ from fvs.api.servicers import _verify_outcome as verify_outcome
 from fvs.api.v1 import attributes_pb2, digitalid_pb2, digitalid_pb2_grpc, verification_pb2
 from fvs.audit.keys import citizen_hash
 from fvs.config import Settings
+from fvs.digitalid.backends import open_card_store
 from fvs.digitalid.model import (
     ATTRIBUTES,
     AttributeResult,
@@ -24,7 +25,6 @@ from fvs.digitalid.model import (
     ClaimedAttributes,
 )
 from fvs.digitalid.service import DigitalIdService, GuessingLimit
-from fvs.digitalid.store import SqliteIdCardStore
 from fvs.domain import VerifyResult
 from fvs.service import (
     MAX_CONSENT_REFERENCE,
@@ -179,7 +179,7 @@ def _consent_carrier(
 def build_digital_id(settings: Settings, service: FaceService, gate: Gate) -> DigitalIdService:
     """The Digital ID service on the registry's data directory (its own tables); from now on
     the gate also checks which services an agency's permit covers."""
-    cards = SqliteIdCardStore(settings.store.data_dir)
+    cards = open_card_store(settings.store.location())
     gate.policy.services = cards.permit_services
     return DigitalIdService(
         service.store,

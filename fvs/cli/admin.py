@@ -246,10 +246,10 @@ def _permit_grant(args: argparse.Namespace) -> int:
 
 
 def _set_services(svc: AdminService, args: argparse.Namespace, permit: int, names: Any) -> Any:
+    from fvs.digitalid.backends import open_card_store
     from fvs.digitalid.permits import set_permit_services
-    from fvs.digitalid.store import SqliteIdCardStore
 
-    cards = SqliteIdCardStore(settings(store__data_dir=args.data_dir).store.data_dir)
+    cards = open_card_store(settings(store__data_dir=args.data_dir).store.location())
     try:
         return set_permit_services(svc, local_operator(), cards, permit, names)
     finally:

@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from fvs.digitalid.backends import open_card_store
     from fvs.digitalid.synthetic import seed_cards
     from fvs.runtime.manifest import load_manifest
     from fvs.store.sqlite import SqliteStore
@@ -138,7 +139,7 @@ def _seed(args: argparse.Namespace) -> int:
     inserted = store.add_citizens(citizens, templates, model_id)
     total = store.count_citizens()
     store.close()
-    cards = seed_cards(s.store.data_dir, citizens, args.seed)
+    cards = seed_cards(s.store.data_dir, citizens, args.seed, open_card_store(s.store.location()))
     print(
         f"seeded {inserted} new synthetic citizens (of {args.count}; {total} in "
         f"{s.store.data_dir}) in {time.perf_counter() - start:.1f} s"

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fvs.digitalid.model import CardFacts, CardStatus, CardStatusReason, RegisteredDate
-from fvs.digitalid.store import SqliteIdCardStore
+from fvs.digitalid.store import IdCardStore, SqliteIdCardStore
 from fvs.domain import CardStatus as RegistryCardStatus
 from fvs.domain import Citizen
 from fvs.store.synthetic import PROVINCES
@@ -101,9 +101,12 @@ def card_for(citizen: Citizen, seed: int = 0) -> CardFacts:
     )
 
 
-def seed_cards(data_dir: Path, citizens: Iterable[Citizen], seed: int) -> int:
-    """Cards for ``citizens`` (those without one) in ``data_dir``'s registry; how many new."""
-    store = SqliteIdCardStore(data_dir)
+def seed_cards(
+    data_dir: Path, citizens: Iterable[Citizen], seed: int, store: IdCardStore | None = None
+) -> int:
+    """Cards for ``citizens`` (those without one) in ``store`` (default: ``data_dir``'s
+    registry file); how many new. Closes ``store``."""
+    store = store or SqliteIdCardStore(data_dir)
     try:
         return store.add_cards(card_for(c, seed) for c in citizens)
     finally:
