@@ -148,7 +148,8 @@ class KycVerify:
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
         domain, facts = verify_call(request)
-        facts = replace(facts, services=frozenset({SERVICE_DIGITAL_ID}))  # and FVS, the face
+        # needs DIGITAL_ID as well as FVS; audited (and counted in usage) as Verify/KYC
+        facts = replace(facts, services=frozenset({SERVICE_DIGITAL_ID}), action="KYC")
         claimed = claimed_attributes(request.claimed)
 
         def run(auth: Authorization) -> tuple[VerifyResult, AttributeVerdict]:

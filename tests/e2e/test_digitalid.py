@@ -372,7 +372,7 @@ def test_kyc_call_checks_face_and_attributes_once(registry: Registry) -> None:
         records = _audit(registry)[before:]
         assert len(records) == 1  # authorised and audited once for face and attributes
         record = records[0]
-        assert record["operation"] == "Verify" and record["outcome"] == "OK"
+        assert record["operation"] == "Verify/KYC" and record["outcome"] == "OK"
         assert record["request_id"] == "kyc-1" and record["score"] == round(response.match_score, 4)
         assert record["attributes"]["last_name_th"] == "NO_MATCH"
         # without claimed attributes Verify answers as before, with no attribute part

@@ -151,7 +151,13 @@ def test_each_service_needs_a_permit_that_covers_it(deployment: Deployment) -> N
     refused = [r for r in records if r["reason"] == "SERVICE_NOT_PERMITTED"]
     assert {r["agency"] for r in refused} == {"BANK-F", "BANK-D"}
     assert any(r["operation"] == "Admin/SetPermitServices" for r in records)
-    kyc_record = next(r for r in records if r["agency"] == "BANK-K" and r["outcome"] == "OK")
+    kyc = [r for r in records if r["operation"] == "Verify/KYC"]
+    assert {(r["agency"], r["outcome"]) for r in kyc} == {
+        ("BANK-F", "REFUSED"),
+        ("BANK-D", "REFUSED"),
+        ("BANK-K", "OK"),
+    }
+    kyc_record = next(r for r in kyc if r["outcome"] == "OK")
     assert kyc_record["permit"] == deployment.permits["BANK-K"]
     assert kyc_record["attributes"] == {"first_name_en": "MATCH"}
 
