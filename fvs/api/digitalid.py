@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +18,7 @@ from fvs.api.v1 import attributes_pb2, digitalid_pb2, digitalid_pb2_grpc, verifi
 from fvs.audit.keys import citizen_hash
 from fvs.config import Settings
 from fvs.digitalid.backends import open_card_store
+from fvs.digitalid.match import format_laser_code
 from fvs.digitalid.model import (
     ATTRIBUTES,
     AttributeResult,
@@ -25,7 +28,7 @@ from fvs.digitalid.model import (
     ClaimedAttributes,
 )
 from fvs.digitalid.service import DigitalIdService, GuessingLimit
-from fvs.domain import VerifyResult
+from fvs.domain import CitizenView, VerifyResult
 from fvs.service import (
     MAX_CONSENT_REFERENCE,
     MAX_PURPOSE,
@@ -84,6 +87,30 @@ def attribute_verification(verdict: AttributeVerdict) -> attributes_pb2.Attribut
         card_status_reason=flat.card_status_reason,
         alive=flat.alive,
     )
+
+
+def id_card_lookup(service: DigitalIdService) -> Callable[[CitizenView], Any]:
+    """For Registry/GetCitizen: the citizen's card facts, or None without a card."""
+
+    def look(view: CitizenView) -> attributes_pb2.IdCardRecord | None:
+        card = service.card(view.citizen.citizen_id, view.citizen.synthetic)
+        if card is None:
+            return None
+        return attributes_pb2.IdCardRecord(
+            laser_code=format_laser_code(card.laser_code),
+            registered_birth_date=str(card.birth_date),
+            issued_on=card.issued_on.isoformat(),
+            expires_on=card.expires_on.isoformat(),
+            status=_STATUS[card.status_on(dt.date.today())],
+            status_reason=_REASON[card.status_reason],
+            alive=card.alive,
+            deceased_on=card.deceased_on.isoformat() if card.deceased_on else "",
+            house_no=card.house_no,
+            district=card.district,
+            province=card.province,
+        )
+
+    return look
 
 
 def verdict_outcome(verdict: AttributeVerdict) -> dict[str, Any]:

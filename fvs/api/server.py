@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from fvs.access.admin import AdminService, read_ca_pem
 from fvs.access.gate import Gate
 from fvs.access.policy import ConsentRules
-from fvs.api.digitalid import DigitalIdServicer, KycVerify, build_digital_id
+from fvs.api.digitalid import DigitalIdServicer, KycVerify, build_digital_id, id_card_lookup
 from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryServicer, Runner
 from fvs.api.v1 import (
     admin_pb2,
@@ -142,7 +142,9 @@ class FvsServer:
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(
             FaceVerificationServicer(runner, KycVerify(runner, parts.digital_id)), self.server
         )
-        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(runner), self.server)
+        registry_pb2_grpc.add_RegistryServicer_to_server(
+            RegistryServicer(runner, id_card_lookup(parts.digital_id)), self.server
+        )
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(runner), self.server)
         digitalid_pb2_grpc.add_DigitalIdServicer_to_server(
             DigitalIdServicer(runner, parts.digital_id), self.server

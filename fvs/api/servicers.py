@@ -30,7 +30,7 @@ from fvs.api.v1 import (
     verification_pb2,
     verification_pb2_grpc,
 )
-from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
+from fvs.domain import CitizenView, EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
 from fvs.service import FaceService
 
@@ -302,9 +302,13 @@ _NO_KYC = FvsError(
 )
 
 
+IdCardLookup = Callable[[CitizenView], Any]  # -> attributes_pb2.IdCardRecord | None
+
+
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, id_card: IdCardLookup | None = None) -> None:
         self._r = runner
+        self._id_card = id_card  # the Digital ID card facts (fvs.api.digitalid.id_card_lookup)
 
     async def Enroll(
         self, request: registry_pb2.EnrollRequest, context: Context
@@ -320,10 +324,16 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         self, request: registry_pb2.GetCitizenRequest, context: Context
     ) -> registry_pb2.Citizen:
         facts = CallFacts(Operation.GET_CITIZEN, request.citizen_id)
-        view = await self._r.gated(
-            context, facts, lambda _auth: self._r.service.get_citizen(request.citizen_id)
-        )
-        return convert.citizen(view)
+
+        def look(_auth: Authorization) -> tuple[CitizenView, Any]:
+            view = self._r.service.get_citizen(request.citizen_id)
+            return view, self._id_card(view) if self._id_card is not None else None
+
+        view, card = await self._r.gated(context, facts, look)
+        message = convert.citizen(view)
+        if card is not None:
+            message.id_card.CopyFrom(card)
+        return message
 
     async def DeleteEnrollment(
         self, request: registry_pb2.DeleteEnrollmentRequest, context: Context

@@ -118,6 +118,7 @@ def registry(
     yield reg
     reg.channel.close()
     running.stop()
+    running.loop.close()  # ServerThread.stop leaves it open
 
 
 def _results(response: R.VerifyAttributesResponse) -> dict[str, str]:
@@ -471,3 +472,16 @@ def test_nothing_of_the_record_is_disclosed(registry: Registry) -> None:
             values.add(facts.deceased_on.isoformat())
         leaked = {v for v in values if v and (v in blob or v.lower() in blob.lower())}
         assert not leaked, f"record values in answers: {leaked}"
+
+
+def test_get_citizen_shows_the_card_to_the_registry(registry: Registry) -> None:
+    person = registry.fresh(lambda p, c: c.birth_date.day == 0)
+    card = registry.card(person)
+    with FvsClient(registry.server.address) as client:
+        shown = client.get_citizen(person.citizen_id).id_card
+    assert shown.laser_code == format_laser_code(card.laser_code)
+    assert shown.registered_birth_date == str(card.birth_date)
+    assert shown.registered_birth_date.endswith("-00")
+    assert shown.expires_on == card.expires_on.isoformat()
+    assert shown.house_no == card.house_no and shown.province == card.province
+    assert shown.alive is card.alive

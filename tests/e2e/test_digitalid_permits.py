@@ -111,6 +111,7 @@ def deployment(
         operator.enroll(people[0].citizen_id, photo("obama.jpg"))
     yield dep
     server.stop()
+    server.loop.close()  # ServerThread.stop leaves it open
 
 
 def _refused(call: Callable[[], object]) -> CallFailedError:
@@ -160,6 +161,15 @@ def test_each_service_needs_a_permit_that_covers_it(deployment: Deployment) -> N
     kyc_record = next(r for r in kyc if r["outcome"] == "OK")
     assert kyc_record["permit"] == deployment.permits["BANK-K"]
     assert kyc_record["attributes"] == {"first_name_en": "MATCH"}
+
+
+def test_agencies_never_see_the_card(deployment: Deployment) -> None:
+    with deployment.client("BANK-K") as k:
+        error = _refused(lambda: k.get_citizen(deployment.people[0].citizen_id))
+    assert (error.code, error.reason) == ("PERMISSION_DENIED", "OPERATION_NOT_PERMITTED")
+    with deployment.client("operator") as operator:
+        shown = operator.get_citizen(deployment.people[0].citizen_id)
+    assert len(shown.id_card.laser_code) == 14
 
 
 def test_guessing_limit_is_per_agency(deployment: Deployment) -> None:

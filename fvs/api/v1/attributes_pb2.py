@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66vs/v1/attributes.proto\x12\x06\x66vs.v1\"\xb2\x01\n\nAttributes\x12\x15\n\rfirst_name_th\x18\x01 \x01(\t\x12\x14\n\x0clast_name_th\x18\x02 \x01(\t\x12\x15\n\rfirst_name_en\x18\x03 \x01(\t\x12\x14\n\x0clast_name_en\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\x12\x12\n\nlaser_code\x18\x06 \x01(\t\x12\x10\n\x08province\x18\x07 \x01(\t\x12\x10\n\x08\x64istrict\x18\x08 \x01(\t\"\x80\x03\n\x10\x41ttributeResults\x12.\n\rfirst_name_th\x18\x01 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12-\n\x0clast_name_th\x18\x02 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12.\n\rfirst_name_en\x18\x03 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12-\n\x0clast_name_en\x18\x04 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12+\n\nbirth_date\x18\x05 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12+\n\nlaser_code\x18\x06 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12)\n\x08province\x18\x07 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12)\n\x08\x64istrict\x18\x08 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\"\xc7\x01\n\x15\x41ttributeVerification\x12)\n\x07results\x18\x01 \x01(\x0b\x32\x18.fvs.v1.AttributeResults\x12\x11\n\tall_match\x18\x02 \x01(\x08\x12)\n\x0b\x63\x61rd_status\x18\x03 \x01(\x0e\x32\x14.fvs.v1.IdCardStatus\x12\x36\n\x12\x63\x61rd_status_reason\x18\x04 \x01(\x0e\x32\x1a.fvs.v1.IdCardStatusReason\x12\r\n\x05\x61live\x18\x05 \x01(\x08*^\n\x0f\x41ttributeResult\x12 \n\x1c\x41TTRIBUTE_RESULT_UNSPECIFIED\x10\x00\x12\x10\n\x0cNOT_PROVIDED\x10\x01\x12\t\n\x05MATCH\x10\x02\x12\x0c\n\x08NO_MATCH\x10\x03*\x84\x01\n\x0cIdCardStatus\x12\x1e\n\x1aID_CARD_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eID_CARD_ACTIVE\x10\x01\x12\x13\n\x0fID_CARD_EXPIRED\x10\x02\x12\x13\n\x0fID_CARD_REVOKED\x10\x03\x12\x16\n\x12ID_CARD_NOT_ISSUED\x10\x04*\xa9\x01\n\x12IdCardStatusReason\x12%\n!ID_CARD_STATUS_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cID_CARD_LOST\x10\x01\x12\x12\n\x0eID_CARD_STOLEN\x10\x02\x12\x13\n\x0fID_CARD_DAMAGED\x10\x03\x12\x14\n\x10ID_CARD_REPLACED\x10\x04\x12\x1b\n\x17ID_CARD_HOLDER_DECEASED\x10\x05\x42\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66vs/v1/attributes.proto\x12\x06\x66vs.v1\"\xb2\x01\n\nAttributes\x12\x15\n\rfirst_name_th\x18\x01 \x01(\t\x12\x14\n\x0clast_name_th\x18\x02 \x01(\t\x12\x15\n\rfirst_name_en\x18\x03 \x01(\t\x12\x14\n\x0clast_name_en\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\x12\x12\n\nlaser_code\x18\x06 \x01(\t\x12\x10\n\x08province\x18\x07 \x01(\t\x12\x10\n\x08\x64istrict\x18\x08 \x01(\t\"\x80\x03\n\x10\x41ttributeResults\x12.\n\rfirst_name_th\x18\x01 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12-\n\x0clast_name_th\x18\x02 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12.\n\rfirst_name_en\x18\x03 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12-\n\x0clast_name_en\x18\x04 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12+\n\nbirth_date\x18\x05 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12+\n\nlaser_code\x18\x06 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12)\n\x08province\x18\x07 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\x12)\n\x08\x64istrict\x18\x08 \x01(\x0e\x32\x17.fvs.v1.AttributeResult\"\xc7\x01\n\x15\x41ttributeVerification\x12)\n\x07results\x18\x01 \x01(\x0b\x32\x18.fvs.v1.AttributeResults\x12\x11\n\tall_match\x18\x02 \x01(\x08\x12)\n\x0b\x63\x61rd_status\x18\x03 \x01(\x0e\x32\x14.fvs.v1.IdCardStatus\x12\x36\n\x12\x63\x61rd_status_reason\x18\x04 \x01(\x0e\x32\x1a.fvs.v1.IdCardStatusReason\x12\r\n\x05\x61live\x18\x05 \x01(\x08\"\x9b\x02\n\x0cIdCardRecord\x12\x12\n\nlaser_code\x18\x01 \x01(\t\x12\x1d\n\x15registered_birth_date\x18\x02 \x01(\t\x12\x11\n\tissued_on\x18\x03 \x01(\t\x12\x12\n\nexpires_on\x18\x04 \x01(\t\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.fvs.v1.IdCardStatus\x12\x31\n\rstatus_reason\x18\x06 \x01(\x0e\x32\x1a.fvs.v1.IdCardStatusReason\x12\r\n\x05\x61live\x18\x07 \x01(\x08\x12\x13\n\x0b\x64\x65\x63\x65\x61sed_on\x18\x08 \x01(\t\x12\x10\n\x08house_no\x18\t \x01(\t\x12\x10\n\x08\x64istrict\x18\n \x01(\t\x12\x10\n\x08province\x18\x0b \x01(\t*^\n\x0f\x41ttributeResult\x12 \n\x1c\x41TTRIBUTE_RESULT_UNSPECIFIED\x10\x00\x12\x10\n\x0cNOT_PROVIDED\x10\x01\x12\t\n\x05MATCH\x10\x02\x12\x0c\n\x08NO_MATCH\x10\x03*\x84\x01\n\x0cIdCardStatus\x12\x1e\n\x1aID_CARD_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eID_CARD_ACTIVE\x10\x01\x12\x13\n\x0fID_CARD_EXPIRED\x10\x02\x12\x13\n\x0fID_CARD_REVOKED\x10\x03\x12\x16\n\x12ID_CARD_NOT_ISSUED\x10\x04*\xa9\x01\n\x12IdCardStatusReason\x12%\n!ID_CARD_STATUS_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cID_CARD_LOST\x10\x01\x12\x12\n\x0eID_CARD_STOLEN\x10\x02\x12\x13\n\x0fID_CARD_DAMAGED\x10\x03\x12\x14\n\x10ID_CARD_REPLACED\x10\x04\x12\x1b\n\x17ID_CARD_HOLDER_DECEASED\x10\x05\x42\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,16 +32,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fvs.v1.attributes_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.fvs.v1P\001'
-  _globals['_ATTRIBUTERESULT']._serialized_start=805
-  _globals['_ATTRIBUTERESULT']._serialized_end=899
-  _globals['_IDCARDSTATUS']._serialized_start=902
-  _globals['_IDCARDSTATUS']._serialized_end=1034
-  _globals['_IDCARDSTATUSREASON']._serialized_start=1037
-  _globals['_IDCARDSTATUSREASON']._serialized_end=1206
+  _globals['_ATTRIBUTERESULT']._serialized_start=1091
+  _globals['_ATTRIBUTERESULT']._serialized_end=1185
+  _globals['_IDCARDSTATUS']._serialized_start=1188
+  _globals['_IDCARDSTATUS']._serialized_end=1320
+  _globals['_IDCARDSTATUSREASON']._serialized_start=1323
+  _globals['_IDCARDSTATUSREASON']._serialized_end=1492
   _globals['_ATTRIBUTES']._serialized_start=36
   _globals['_ATTRIBUTES']._serialized_end=214
   _globals['_ATTRIBUTERESULTS']._serialized_start=217
   _globals['_ATTRIBUTERESULTS']._serialized_end=601
   _globals['_ATTRIBUTEVERIFICATION']._serialized_start=604
   _globals['_ATTRIBUTEVERIFICATION']._serialized_end=803
+  _globals['_IDCARDRECORD']._serialized_start=806
+  _globals['_IDCARDRECORD']._serialized_end=1089
 # @@protoc_insertion_point(module_scope)

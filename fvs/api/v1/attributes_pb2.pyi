@@ -98,3 +98,29 @@ class AttributeVerification(_message.Message):
     card_status_reason: IdCardStatusReason
     alive: bool
     def __init__(self, results: _Optional[_Union[AttributeResults, _Mapping]] = ..., all_match: _Optional[bool] = ..., card_status: _Optional[_Union[IdCardStatus, str]] = ..., card_status_reason: _Optional[_Union[IdCardStatusReason, str]] = ..., alive: _Optional[bool] = ...) -> None: ...
+
+class IdCardRecord(_message.Message):
+    __slots__ = ("laser_code", "registered_birth_date", "issued_on", "expires_on", "status", "status_reason", "alive", "deceased_on", "house_no", "district", "province")
+    LASER_CODE_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_ON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_ON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    DECEASED_ON_FIELD_NUMBER: _ClassVar[int]
+    HOUSE_NO_FIELD_NUMBER: _ClassVar[int]
+    DISTRICT_FIELD_NUMBER: _ClassVar[int]
+    PROVINCE_FIELD_NUMBER: _ClassVar[int]
+    laser_code: str
+    registered_birth_date: str
+    issued_on: str
+    expires_on: str
+    status: IdCardStatus
+    status_reason: IdCardStatusReason
+    alive: bool
+    deceased_on: str
+    house_no: str
+    district: str
+    province: str
+    def __init__(self, laser_code: _Optional[str] = ..., registered_birth_date: _Optional[str] = ..., issued_on: _Optional[str] = ..., expires_on: _Optional[str] = ..., status: _Optional[_Union[IdCardStatus, str]] = ..., status_reason: _Optional[_Union[IdCardStatusReason, str]] = ..., alive: _Optional[bool] = ..., deceased_on: _Optional[str] = ..., house_no: _Optional[str] = ..., district: _Optional[str] = ..., province: _Optional[str] = ...) -> None: ...
