@@ -345,6 +345,7 @@ def _conditions_show(args: argparse.Namespace) -> int:
 def _usage(args: argparse.Namespace) -> int:
     with _admin(args) as svc:
         counts = svc.usage(local_operator(), args.agency, args.month)
+        guessing = _guessing_refusals(svc, args.agency, args.month)
     rows = [
         {
             "day": k[0],
@@ -366,4 +367,22 @@ def _usage(args: argparse.Namespace) -> int:
                 f"{r['outcome']:<9}{r['calls']}"
             )
         print(f"total {sum(counts.values())} calls")
+        if guessing:
+            print(
+                f"attribute checks refused for guessing (ATTRIBUTE_GUESSING): {guessing}"
+                " -- for the agency's supervisors to look into"
+            )
     return 0
+
+
+def _guessing_refusals(svc: AdminService, agency: str, month: str) -> int:
+    """Refusals of ``agency``'s attribute checks for guessing in ``month`` (issue 14)."""
+    from fvs.audit.log import read_records
+
+    return sum(
+        1
+        for r in read_records(svc.gate.audit.path)
+        if r.get("agency") == agency
+        and str(r.get("time", "")).startswith(month)
+        and r.get("reason") == "ATTRIBUTE_GUESSING"
+    )

@@ -189,3 +189,12 @@ def test_guessing_limit_is_per_agency(deployment: Deployment) -> None:
             person.citizen_id, {"last_name_en": person.last_name_en}, "KYC", "C"
         )
         assert answer.all_match
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    usage = subprocess.run(
+        [sys.executable, "-m", "fvs", "admin", "usage", "--data-dir", str(deployment.data),
+         "--agency", "BANK-D", "--month", month],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert usage.returncode == 0, usage.stderr
+    assert "VerifyAttributes" in usage.stdout
+    assert "refused for guessing (ATTRIBUTE_GUESSING): 1 " in usage.stdout
