@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,6 +124,39 @@ class PostgresIdCardStore:
                     "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (%s, %s, %s)",
                     [(agency, citizen_hash, at)] * count,
                 )
+
+    def record_no_matches(
+        self,
+        agency: str,
+        citizen_hash: str,
+        since: float,
+        at: float,
+        decide: Callable[[list[float]], int],
+    ) -> None:
+        with self._conn() as conn, conn.transaction():
+            # one transaction per (agency, citizen) at a time, across every server
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"fvs-digitalid/{agency}/{citizen_hash}",),
+            )
+            rows = conn.execute(
+                "SELECT at FROM digitalid_no_match WHERE agency = %s AND citizen_hash = %s"
+                " AND at >= %s ORDER BY at",
+                (agency, citizen_hash, since),
+            ).fetchall()
+            count = decide([float(r[0]) for r in rows])
+            if count > 0:
+                conn.execute(
+                    "DELETE FROM digitalid_no_match WHERE agency = %s AND citizen_hash = %s"
+                    " AND at < %s",
+                    (agency, citizen_hash, at - HOUSEKEEPING_S),
+                )
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO digitalid_no_match (agency, citizen_hash, at)"
+                        " VALUES (%s, %s, %s)",
+                        [(agency, citizen_hash, at)] * count,
+                    )
 
     def permit_services(self, permit_id: int) -> frozenset[str] | None:
         with self._conn() as conn:

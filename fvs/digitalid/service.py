@@ -75,7 +75,11 @@ class DigitalIdService:
         return provided
 
     def _check_guessing(self, agency: str, key: str, now: float) -> None:
-        recent = self.cards.no_matches_since(agency, key, now - self.limit.window_s)
+        self._refuse_if_over(
+            self.cards.no_matches_since(agency, key, now - self.limit.window_s), now
+        )
+
+    def _refuse_if_over(self, recent: list[float], now: float) -> None:
         if len(recent) >= self.limit.max_no_match:
             # the window frees a slot when the oldest counted answer leaves it
             frees_at = recent[len(recent) - self.limit.max_no_match] + self.limit.window_s
@@ -111,5 +115,11 @@ class DigitalIdService:
             alive=card.alive if card else True,
             request_id=request_id,
         )
-        self.cards.add_no_matches(agency, key, now, verdict.no_matches)
+
+        def decide(recent: list[float]) -> int:
+            # checked again under the pair's lock: a racing call may have used the last slot
+            self._refuse_if_over(recent, now)
+            return verdict.no_matches
+
+        self.cards.record_no_matches(agency, key, now - self.limit.window_s, now, decide)
         return verdict

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +30,19 @@ class IdCardStore(Protocol):
     def add_no_matches(self, agency: str, citizen_hash: str, at: float, count: int) -> None:
         """Record ``count`` NO_MATCH answers at ``at``; drops this pair's rows older than a
         day beyond any window (housekeeping)."""
+        ...
+
+    def record_no_matches(
+        self,
+        agency: str,
+        citizen_hash: str,
+        since: float,
+        at: float,
+        decide: Callable[[list[float]], int],
+    ) -> None:
+        """Atomically: ``decide`` sees the pair's NO_MATCH times at or after ``since`` and
+        returns how many new ones to record at ``at`` (or raises, recording nothing). Calls for
+        the same pair are serialised, so a limit checked in ``decide`` cannot be overshot."""
         ...
 
     def permit_services(self, permit_id: int) -> frozenset[str] | None:
@@ -141,6 +154,32 @@ class SqliteIdCardStore:
                 "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
                 [(agency, citizen_hash, at)] * count,
             )
+
+    def record_no_matches(
+        self,
+        agency: str,
+        citizen_hash: str,
+        since: float,
+        at: float,
+        decide: Callable[[list[float]], int],
+    ) -> None:
+        with self.db.tx() as conn:  # BEGIN IMMEDIATE: one writer at a time
+            rows = conn.execute(
+                "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ?"
+                " AND at >= ? ORDER BY at",
+                (agency, citizen_hash, since),
+            ).fetchall()
+            count = decide([float(r[0]) for r in rows])
+            if count > 0:
+                conn.execute(
+                    "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ?"
+                    " AND at < ?",
+                    (agency, citizen_hash, at - self.HOUSEKEEPING_S),
+                )
+                conn.executemany(
+                    "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
+                    [(agency, citizen_hash, at)] * count,
+                )
 
     def permit_services(self, permit_id: int) -> frozenset[str] | None:
         rows = self.db.read(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from fvs.digitalid.postgres import PostgresIdCardStore
 from fvs.digitalid.store import IdCardStore, SqliteIdCardStore
 from fvs.digitalid.synthetic import card_for
+from fvs.errors import ErrorCode, FvsError
 from fvs.store.synthetic import synthetic_citizens
 
 
@@ -58,3 +61,35 @@ def test_permit_services(store: IdCardStore) -> None:
     store.set_permit_services(7, frozenset({"DIGITAL_ID"}))
     assert store.permit_services(7) == {"DIGITAL_ID"}
     assert store.permit_services(8) is None
+
+
+def test_record_no_matches_is_atomic_per_pair(store: IdCardStore) -> None:
+    """Eight threads race to record under a limit of 3: exactly 3 get through."""
+    limit = 3
+    admitted: list[int] = []
+    lock = threading.Lock()
+
+    def decide(recent: list[float]) -> int:
+        if len(recent) >= limit:
+            raise FvsError(ErrorCode.ATTRIBUTE_GUESSING, "over")
+        time.sleep(0.01)  # widen the window a racing reader would slip through
+        return 1
+
+    def one(i: int) -> None:
+        try:
+            store.record_no_matches("BANK", "h", 0.0, 100.0 + i, decide)
+        except FvsError:
+            return
+        with lock:
+            admitted.append(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(admitted) == limit
+    assert len(store.no_matches_since("BANK", "h", 0.0)) == limit
+    # a refusal records nothing; another pair is independent
+    store.record_no_matches("BANK", "other", 0.0, 1.0, lambda recent: 2)
+    assert len(store.no_matches_since("BANK", "other", 0.0)) == 2
