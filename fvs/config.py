@@ -167,6 +167,14 @@ class AccessSettings(BaseModel):
     consent_clock_skew_s: int = Field(default=300, ge=0, le=3600)
 
 
+class DigitalIdSettings(BaseModel):
+    # Against attribute guessing: at most this many NO_MATCH answers about one citizen for one
+    # agency within the window; further checks of that citizen by that agency are refused
+    # (ATTRIBUTE_GUESSING) until older answers leave the window. README "Digital ID".
+    max_no_match: int = Field(default=10, ge=1, le=10_000)
+    no_match_window_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+
+
 class StoreSettings(BaseModel):
     # Where the registry, access rules and audit trail live (`fvs.store.url`):
     # sqlite:///DIR (default: data_dir) or postgresql://... (env FVS_STORE__URL).
@@ -219,3 +227,4 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    digitalid: DigitalIdSettings = Field(default_factory=DigitalIdSettings)

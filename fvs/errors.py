@@ -74,6 +74,10 @@ class ErrorCode(enum.Enum):
     INVALID_CERTIFICATE = "INVALID_CERTIFICATE"
     # storage (issue 8): a stored template failed its integrity check (moved or altered)
     TEMPLATE_INTEGRITY = "TEMPLATE_INTEGRITY"
+    # Digital ID (issue 14)
+    INVALID_ATTRIBUTE = "INVALID_ATTRIBUTE"
+    ATTRIBUTE_GUESSING = "ATTRIBUTE_GUESSING"
+    SERVICE_NOT_PERMITTED = "SERVICE_NOT_PERMITTED"
 
     @property
     def kind(self) -> Kind:
@@ -120,6 +124,9 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.INVALID_TRANSITION: Kind.PRECONDITION,
     ErrorCode.INVALID_CERTIFICATE: Kind.INVALID_INPUT,
     ErrorCode.TEMPLATE_INTEGRITY: Kind.DATA_LOSS,
+    ErrorCode.INVALID_ATTRIBUTE: Kind.INVALID_INPUT,
+    ErrorCode.ATTRIBUTE_GUESSING: Kind.OVERLOADED,
+    ErrorCode.SERVICE_NOT_PERMITTED: Kind.DENIED,
 }
 
 

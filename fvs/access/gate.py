@@ -55,6 +55,8 @@ class CallFacts:
     # A refusal found by the intake (fvs.intake) before the access rules: the gate records
     # it and raises it without authorising anything.
     problem: FvsError | None = None
+    # Services the call needs beyond its operation's own (issue 14: the combined KYC call).
+    services: frozenset[str] = frozenset()
 
 
 Outcome = Callable[[Any], dict[str, Any]]
@@ -113,7 +115,9 @@ class Gate:
         try:
             if facts.problem is not None:
                 raise facts.problem
-            auth = self.policy.authorize(caller, facts.operation, facts.purpose, facts.consent)
+            auth = self.policy.authorize(
+                caller, facts.operation, facts.purpose, facts.consent, services=facts.services
+            )
             hooks.stage("gate", time.perf_counter() - start)
             if facts.mutates:
                 self._record(caller, facts, auth, start, "STARTED", "", {})

@@ -30,14 +30,29 @@ class Operation(enum.Enum):
     GET_CITIZEN = "GetCitizen"
     DELETE_ENROLLMENT = "DeleteEnrollment"
     ADMIN = "Admin"
+    VERIFY_ATTRIBUTES = "VerifyAttributes"  # the Digital ID service (issue 14)
+
+    @property
+    def service(self) -> str:
+        """The permitted service (issue 14) an agency's permit must cover; "" for none."""
+        return SERVICE_OF.get(self, "")
 
     @property
     def role(self) -> Role:
-        if self is Operation.VERIFY:
+        if self in (Operation.VERIFY, Operation.VERIFY_ATTRIBUTES):
             return Role.AGENCY
         if self is Operation.ADMIN:
             return Role.ADMIN
         return Role.REGISTRY
+
+
+# The services a permit may cover. A permit without a recorded list covers FVS only (every
+# permit granted before the Digital ID service existed was for the face match).
+SERVICE_FVS = "FVS"
+SERVICE_DIGITAL_ID = "DIGITAL_ID"
+SERVICES = frozenset({SERVICE_FVS, SERVICE_DIGITAL_ID})
+DEFAULT_PERMIT_SERVICES = frozenset({SERVICE_FVS})
+SERVICE_OF = {Operation.VERIFY: SERVICE_FVS, Operation.VERIFY_ATTRIBUTES: SERVICE_DIGITAL_ID}
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ window is zero, well inside the one second the rules allow).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fvs.access.model import (
+    DEFAULT_PERMIT_SERVICES,
     DEV_SYSTEM,
     Authorization,
     Caller,
@@ -32,13 +34,22 @@ class ConsentRules:
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
 
 
+PermitServices = Callable[[int], frozenset[str] | None]
+"""The services a permit covers (None: none recorded, DEFAULT_PERMIT_SERVICES apply)."""
+
+
 class AccessPolicy:
     def __init__(
-        self, store: AccessStore, consent: ConsentRules, limiter: RateLimiter | None = None
+        self,
+        store: AccessStore,
+        consent: ConsentRules,
+        limiter: RateLimiter | None = None,
+        services: PermitServices | None = None,
     ) -> None:
         self.store = store
         self.consent = consent
         self.limiter = limiter or RateLimiter()
+        self.services = services  # set by the Digital ID wiring (fvs.api.digitalid)
 
     def identify(self, caller: Caller) -> System:
         if caller.insecure_dev:
@@ -65,7 +76,10 @@ class AccessPolicy:
         purpose: str = "",
         consent: Consent | None = None,
         now: dt.datetime | None = None,
+        services: frozenset[str] = frozenset(),
     ) -> Authorization:
+        """``services``: what the call needs beyond its operation's own service (the combined
+        KYC call needs DIGITAL_ID as well as FVS); one permit must cover them all."""
         now = now or dt.datetime.now(dt.UTC)
         system = self.identify(caller)
         if operation.role not in system.roles:
@@ -75,10 +89,11 @@ class AccessPolicy:
                 operation=operation.value,
             )
         permit_id = None
-        if operation is Operation.VERIFY:
+        if operation in (Operation.VERIFY, Operation.VERIFY_ATTRIBUTES):
             self._check_purpose_exists(purpose)
             if system is not DEV_SYSTEM:  # the development system holds every purpose
-                permit = self._permit_for(system, purpose, now)
+                required = frozenset({operation.service}) | services
+                permit = self._permit_for(system, purpose, now, required)
                 self._check_rate(permit)
                 permit_id = permit.id
             self._check_consent(consent, now)
@@ -92,7 +107,13 @@ class AccessPolicy:
                 ErrorCode.UNKNOWN_PURPOSE, f"no purpose {purpose!r} is defined", field="purpose"
             )
 
-    def _permit_for(self, system: System, purpose: str, now: dt.datetime) -> Permit:
+    def _services_of(self, permit: Permit) -> frozenset[str]:
+        listed = self.services(permit.id) if self.services is not None else None
+        return DEFAULT_PERMIT_SERVICES if listed is None else listed
+
+    def _permit_for(
+        self, system: System, purpose: str, now: dt.datetime, required: frozenset[str]
+    ) -> Permit:
         permits = [p for p in self.store.permits_of(system.agency_code) if purpose in p.purposes]
         if not permits:
             raise FvsError(
@@ -100,12 +121,23 @@ class AccessPolicy:
                 f"agency {system.agency_code} holds no permit for purpose {purpose}",
                 purpose=purpose,
             )
-        for permit in permits:
-            if (
-                permit.status is PermitStatus.ACTIVE
-                and permit.valid_from <= now < permit.valid_until
-            ):
+        usable = [
+            p
+            for p in permits
+            if p.status is PermitStatus.ACTIVE and p.valid_from <= now < p.valid_until
+        ]
+        for permit in usable:
+            if required <= self._services_of(permit):
                 return permit
+        if usable:
+            missing = sorted(required - self._services_of(usable[0]))
+            raise FvsError(
+                ErrorCode.SERVICE_NOT_PERMITTED,
+                f"permit {usable[0].id} of agency {system.agency_code} does not cover the"
+                f" {', '.join(missing)} service",
+                permit=str(usable[0].id),
+                service=",".join(missing),
+            )
         # No permit allows the call: explain with the most telling one.
         suspended = [p for p in permits if p.status is PermitStatus.SUSPENDED]
         active = [p for p in permits if p.status is PermitStatus.ACTIVE]

@@ -12,7 +12,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from fvs.api.errors import error_info
-from fvs.api.v1 import registry_pb2, registry_pb2_grpc, verification_pb2, verification_pb2_grpc
+from fvs.api.v1 import (
+    attributes_pb2,
+    digitalid_pb2,
+    digitalid_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    verification_pb2,
+    verification_pb2_grpc,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class FvsClient:
         self._verify = verification_pb2_grpc.FaceVerificationStub(self.channel)
         self._registry = registry_pb2_grpc.RegistryStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._digital_id = digitalid_pb2_grpc.DigitalIdStub(self.channel)
 
     def __enter__(self) -> FvsClient:
         return self
@@ -93,15 +102,46 @@ class FvsClient:
         consent_reference: str = "",
         consent_given_at: dt.datetime | None = None,
         request_id: str = "",
+        claimed: dict[str, str] | None = None,
     ) -> verification_pb2.VerifyResponse:
+        """``claimed`` (Attributes field names to values) makes it the combined KYC call."""
         request = verification_pb2.VerifyRequest(
             citizen_id=citizen_id, image=image, purpose=purpose, request_id=request_id
         )
+        if claimed is not None:
+            request.claimed.CopyFrom(attributes_pb2.Attributes(**claimed))
         if consent_reference:
             request.consent.reference = consent_reference
             request.consent.given_at.FromDatetime(consent_given_at or dt.datetime.now(dt.UTC))
         try:
             response: verification_pb2.VerifyResponse = self._verify.Verify(
+                request, timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response
+
+    def verify_attributes(
+        self,
+        citizen_id: str,
+        claimed: dict[str, str],
+        purpose: str = "",
+        consent_reference: str = "",
+        consent_given_at: dt.datetime | None = None,
+        request_id: str = "",
+    ) -> digitalid_pb2.VerifyAttributesResponse:
+        """DigitalId/VerifyAttributes: ``claimed`` maps Attributes field names to values."""
+        request = digitalid_pb2.VerifyAttributesRequest(
+            citizen_id=citizen_id,
+            claimed=attributes_pb2.Attributes(**claimed),
+            purpose=purpose,
+            request_id=request_id,
+        )
+        if consent_reference:
+            request.consent.reference = consent_reference
+            request.consent.given_at.FromDatetime(consent_given_at or dt.datetime.now(dt.UTC))
+        try:
+            response: digitalid_pb2.VerifyAttributesResponse = self._digital_id.VerifyAttributes(
                 request, timeout=self.timeout_s
             )
         except grpc.RpcError as exc:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from fvs.access.admin import AdminService, read_ca_pem
 from fvs.access.gate import KEYS_DIR, Gate
 from fvs.access.policy import ConsentRules
+from fvs.api.digitalid import DigitalIdServicer, KycVerify, build_digital_id, id_card_lookup
 from fvs.api.guard import MessageGuard, transport_limit
 from fvs.api.observe import CallObserver
 from fvs.api.readiness import PROBE_CITIZEN, Probe, Readiness, probe_audit, probe_stores
@@ -27,12 +28,15 @@ from fvs.api.servicers import AdminServicer, FaceVerificationServicer, RegistryS
 from fvs.api.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    digitalid_pb2,
+    digitalid_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     verification_pb2,
     verification_pb2_grpc,
 )
 from fvs.config import AccessSettings, Settings
+from fvs.digitalid.service import DigitalIdService
 from fvs.errors import ConfigError, ErrorCode
 from fvs.intake import IntakeLimits
 from fvs.observability import hooks
@@ -53,6 +57,7 @@ SERVICE_NAMES = (
     verification_pb2.DESCRIPTOR.services_by_name["FaceVerification"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    digitalid_pb2.DESCRIPTOR.services_by_name["DigitalId"].full_name,
 )
 OVERALL = ""  # the health service's name for the server as a whole
 
@@ -67,6 +72,7 @@ class Parts:
     gate: Gate
     admin: AdminService
     receipts: ReceiptSigner
+    digital_id: DigitalIdService
     sync: IndexSync | None = None
 
     def load_index(self, pipeline: FacePipeline, settings: Settings) -> None:
@@ -89,6 +95,7 @@ class Parts:
         if self.sync is not None:
             self.sync.stop()
         self.gate.close()
+        self.digital_id.cards.close()
         self.service.store.close()
 
     def probe(self) -> Probe:
@@ -130,7 +137,8 @@ def build_parts(settings: Settings) -> Parts:
         raise
     tls_dir = None if settings.access.tls_dir is None else Path(settings.access.tls_dir)
     receipts = ReceiptSigner(load_or_create_key(tls_dir, data_dir / KEYS_DIR), gate.citizen_key)
-    return Parts(service, gate, AdminService(gate, read_ca_pem(tls_dir)), receipts)
+    admin = AdminService(gate, read_ca_pem(tls_dir))
+    return Parts(service, gate, admin, receipts, build_digital_id(settings, service, gate))
 
 
 def server_credentials(access: AccessSettings) -> grpc.ServerCredentials | None:
@@ -230,10 +238,15 @@ class FvsServer:
         self._loaded = False
         self._reports: set[asyncio.Future[None]] = set()
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(
-            FaceVerificationServicer(runner), self.server
+            FaceVerificationServicer(runner, KycVerify(runner, parts.digital_id)), self.server
         )
-        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(runner), self.server)
+        registry_pb2_grpc.add_RegistryServicer_to_server(
+            RegistryServicer(runner, id_card_lookup(parts.digital_id)), self.server
+        )
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(runner), self.server)
+        digitalid_pb2_grpc.add_DigitalIdServicer_to_server(
+            DigitalIdServicer(runner, parts.digital_id), self.server
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

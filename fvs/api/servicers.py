@@ -30,7 +30,7 @@ from fvs.api.v1 import (
     verification_pb2,
     verification_pb2_grpc,
 )
-from fvs.domain import EnrollResult, VerifyRequest, VerifyResult
+from fvs.domain import CitizenView, EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
 from fvs.intake import IntakeLimits, batch_facts, refused, registry_call, verify_call
 from fvs.observability import hooks
@@ -294,13 +294,24 @@ def _enroll_outcome(result: EnrollResult) -> dict[str, Any]:
     }
 
 
+Kyc = Callable[
+    [verification_pb2.VerifyRequest, Context], Awaitable[verification_pb2.VerifyResponse]
+]
+
+
 class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer):  # type: ignore[misc]
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, kyc: Kyc | None = None) -> None:
         self._r = runner
+        self._kyc = kyc  # Verify with claimed attributes (fvs.api.digitalid.KycVerify)
 
     async def Verify(
         self, request: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyResponse:
+        if request.HasField("claimed"):
+            if self._kyc is None:
+                await context.abort_with_status(to_grpc_status(_NO_KYC))
+            else:
+                return await self._kyc(request, context)
         domain, facts = _verify_call(request, self._r.limits)
         note_request_id(facts.request_id)
         result, receipt = await self._r.gated(
@@ -320,6 +331,13 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
     async def _item(
         self, item: verification_pb2.VerifyRequest, context: Context
     ) -> verification_pb2.VerifyBatchResult:
+        if item.HasField("claimed"):
+            error = FvsError(
+                ErrorCode.INVALID_REQUEST,
+                "claimed attributes are checked by Verify, not in VerifyBatch items",
+                field="items.claimed",
+            )
+            return verification_pb2.VerifyBatchResult(error=convert.item_error(error))
         domain, facts = _verify_call(item, self._r.limits)
         try:
             result, receipt = await self._r.execute(
@@ -334,9 +352,20 @@ class FaceVerificationServicer(verification_pb2_grpc.FaceVerificationServicer): 
         return verification_pb2.VerifyBatchResult(response=convert.verify_response(result, receipt))
 
 
+_NO_KYC = FvsError(
+    ErrorCode.INVALID_REQUEST,
+    "this server does not check claimed attributes",
+    field="claimed",
+)
+
+
+IdCardLookup = Callable[[CitizenView], Any]  # -> attributes_pb2.IdCardRecord | None
+
+
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, id_card: IdCardLookup | None = None) -> None:
         self._r = runner
+        self._id_card = id_card  # the Digital ID card facts (fvs.api.digitalid.id_card_lookup)
 
     async def Enroll(
         self, request: registry_pb2.EnrollRequest, context: Context
@@ -361,10 +390,16 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         facts = registry_call(
             Operation.GET_CITIZEN, request.citizen_id, request_id=call_request_id()
         )
-        view = await self._r.gated(
-            context, facts, lambda _auth: self._r.service.get_citizen(request.citizen_id)
-        )
-        return convert.citizen(view)
+
+        def look(_auth: Authorization) -> tuple[CitizenView, Any]:
+            view = self._r.service.get_citizen(request.citizen_id)
+            return view, self._id_card(view) if self._id_card is not None else None
+
+        view, card = await self._r.gated(context, facts, look)
+        message = convert.citizen(view)
+        if card is not None:
+            message.id_card.CopyFrom(card)
+        return message
 
     async def DeleteEnrollment(
         self, request: registry_pb2.DeleteEnrollmentRequest, context: Context

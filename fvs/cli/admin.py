@@ -82,6 +82,17 @@ def register(sub: Any) -> None:
     until = grant.add_mutually_exclusive_group(required=True)
     until.add_argument("--valid-until", help="ISO 8601")
     until.add_argument("--days", type=int, help="valid for this many days")
+    grant.add_argument(
+        "--service",
+        action="append",
+        choices=["FVS", "DIGITAL_ID"],
+        help="a service the permit covers (repeatable; default FVS only)",
+    )
+    services = _cmd(permit, "services", "set the services a permit covers", _permit_services)
+    services.add_argument("--permit", type=int, required=True)
+    services.add_argument(
+        "--service", action="append", required=True, choices=["FVS", "DIGITAL_ID"]
+    )
     limit = _cmd(permit, "limit", "limit Verify calls under a permit (effective at once)", _limit)
     limit.add_argument("--permit", type=int, required=True)
     limit.add_argument("--rate", type=float, required=True, help="calls per second; 0 removes")
@@ -237,6 +248,8 @@ def _permit_grant(args: argparse.Namespace) -> int:
     until = _when(args.valid_until) or start + dt.timedelta(days=args.days)
     with _admin(args) as svc:
         p = svc.grant_permit(local_operator(), args.agency, args.purpose, start, until)
+        if args.service:
+            _set_services(svc, args, p.id, args.service)
     print(
         f"permit {p.id} granted to {p.agency_code} for {', '.join(p.purposes)}, valid "
         f"{p.valid_from.isoformat()} to {p.valid_until.isoformat()} (conditions "
@@ -252,6 +265,24 @@ def _limit(args: argparse.Namespace) -> int:
         print(f"permit {p.id}: no rate limit")
     else:
         print(f"permit {p.id}: at most {p.rate_per_s:g} calls per second, burst {p.burst}")
+    return 0
+
+
+def _set_services(svc: AdminService, args: argparse.Namespace, permit: int, names: Any) -> Any:
+    from fvs.digitalid.backends import open_card_store
+    from fvs.digitalid.permits import set_permit_services
+
+    cards = open_card_store(settings(store__data_dir=args.data_dir).store.location())
+    try:
+        return set_permit_services(svc, local_operator(), cards, permit, names)
+    finally:
+        cards.close()
+
+
+def _permit_services(args: argparse.Namespace) -> int:
+    with _admin(args) as svc:
+        covered = _set_services(svc, args, args.permit, args.service)
+    print(f"permit {args.permit} covers {', '.join(sorted(covered))}")
     return 0
 
 
@@ -354,6 +385,7 @@ def _conditions_show(args: argparse.Namespace) -> int:
 def _usage(args: argparse.Namespace) -> int:
     with _admin(args) as svc:
         counts = svc.usage(local_operator(), args.agency, args.month)
+        guessing = _guessing_refusals(svc, args.agency, args.month)
     rows = [
         {
             "day": k[0],
@@ -375,4 +407,20 @@ def _usage(args: argparse.Namespace) -> int:
                 f"{r['outcome']:<9}{r['calls']}"
             )
         print(f"total {sum(counts.values())} calls")
+        if guessing:
+            print(
+                f"attribute checks refused for guessing (ATTRIBUTE_GUESSING): {guessing}"
+                " -- for the agency's supervisors to look into"
+            )
     return 0
+
+
+def _guessing_refusals(svc: AdminService, agency: str, month: str) -> int:
+    """Refusals of ``agency``'s attribute checks for guessing in ``month`` (issue 14)."""
+    return sum(
+        1
+        for r in svc.gate.audit.records(agency)
+        if r.get("agency") == agency
+        and str(r.get("time", "")).startswith(month)
+        and r.get("reason") == "ATTRIBUTE_GUESSING"
+    )

@@ -9,6 +9,18 @@ from typing import Any
 
 from fvs.cli.common import DEFAULT_SERVER, EXIT_REFUSED, EXIT_UNAVAILABLE, report_error
 
+# the fields of fvs.v1.Attributes, one flag each (--first-name-th ...)
+ATTRIBUTE_FLAGS = (
+    "first_name_th",
+    "last_name_th",
+    "first_name_en",
+    "last_name_en",
+    "birth_date",
+    "laser_code",
+    "province",
+    "district",
+)
+
 
 def client_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--server", default=DEFAULT_SERVER, help="HOST:PORT of an FVS server")
@@ -43,8 +55,23 @@ def register(sub: Any) -> None:
     )
     verify.add_argument("--consent-time", help="when consent was given (ISO 8601, UTC if no zone)")
     verify.add_argument("--request-id", default="")
+    for name in ATTRIBUTE_FLAGS:  # the combined KYC call: attributes checked as well
+        verify.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
     verify.add_argument("photo", type=Path)
     client_args(verify)
+
+    attrs = sub.add_parser(
+        "verify-attributes",
+        help="Digital ID: check claimed attributes against the registry (MATCH / NO_MATCH only)",
+    )
+    attrs.add_argument("--citizen-id", required=True)
+    attrs.add_argument("--purpose", required=True, help="permitted purpose code, e.g. KYC")
+    attrs.add_argument("--consent-ref", required=True, help="reference of the owner's consent")
+    attrs.add_argument("--consent-time", help="when consent was given (ISO 8601)")
+    attrs.add_argument("--request-id", default="")
+    for name in ATTRIBUTE_FLAGS:
+        attrs.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
+    client_args(attrs)
 
     health = sub.add_parser("health", help="ask a server whether it is SERVING (exit 0 if so)")
     health.add_argument("--service", default="", help="a service name; empty: the whole server")
@@ -111,6 +138,32 @@ def _print_message(message: Any) -> None:
     )
 
 
+def _claimed(args: argparse.Namespace) -> dict[str, str]:
+    return {name: getattr(args, name) for name in ATTRIBUTE_FLAGS if getattr(args, name)}
+
+
+def _print_attributes(claimed: dict[str, str], answer: Any) -> None:
+    for name in claimed:
+        print(f"{name:14s} {_result_name(getattr(answer.results, name))}")
+    print(f"card {_card_name(answer.card_status, answer.card_status_reason)}  alive {answer.alive}")
+
+
+def _result_name(value: int) -> str:
+    from fvs.api.v1 import attributes_pb2
+
+    return str(attributes_pb2.AttributeResult.Name(value))
+
+
+def _card_name(status: int, reason: int) -> str:
+    from fvs.api.v1 import attributes_pb2
+
+    name = str(attributes_pb2.IdCardStatus.Name(status)).removeprefix("ID_CARD_")
+    if reason:
+        name += " (" + str(attributes_pb2.IdCardStatusReason.Name(reason)).removeprefix("ID_CARD_")
+        name += ")"
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from fvs.api.client import CallFailedError, FvsClient
 
@@ -142,6 +195,7 @@ def _call(c: Any, args: argparse.Namespace) -> int:
             args.consent_ref,
             _consent_time(args.consent_time),
             request_id=args.request_id,
+            claimed=_claimed(args) or None,
         )
         if args.json:
             _print_message(vr)
@@ -152,6 +206,24 @@ def _call(c: Any, args: argparse.Namespace) -> int:
             )
             print(_face_line(vr.probe_face))
             print(f"request id {vr.request_id}  ({vr.timings.total_ms:.1f} ms)")
+            if vr.HasField("attributes"):
+                _print_attributes(_claimed(args), vr.attributes)
+    elif args.command == "verify-attributes":
+        claimed = _claimed(args)
+        ar = c.verify_attributes(
+            args.citizen_id,
+            claimed,
+            args.purpose,
+            args.consent_ref,
+            _consent_time(args.consent_time),
+            request_id=args.request_id,
+        )
+        if args.json:
+            _print_message(ar)
+        else:
+            _print_attributes(claimed, ar)
+            print(f"request id {ar.request_id}")
+        return 0 if ar.all_match else EXIT_REFUSED
     elif args.command == "health":
         status = c.health(args.service)
         print(status)

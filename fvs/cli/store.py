@@ -111,6 +111,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from fvs.digitalid.backends import open_card_store
+    from fvs.digitalid.synthetic import card_for
     from fvs.runtime.manifest import load_manifest
     from fvs.store.factory import open_registry
     from fvs.store.synthetic import synthetic_citizens, template_chunk
@@ -126,7 +128,8 @@ def _seed(args: argparse.Namespace) -> int:
         manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
         model_id, dim = manifest.model_id, manifest.recognizer.embedding_size
     bar = _progress(args.count, "citizens", disable=args.no_progress)
-    inserted = 0
+    inserted = cards = 0
+    card_store = open_card_store(s.store.location())
     try:
         citizens = synthetic_citizens(args.count, args.seed)
         for first in range(0, args.count, args.chunk):
@@ -137,15 +140,19 @@ def _seed(args: argparse.Namespace) -> int:
                 vectors = template_chunk(first, n, dim, args.seed)
                 templates = zip((c.citizen_id for c in chunk), vectors, strict=True)
             inserted += store.add_citizens(chunk, templates, model_id)
+            # the Digital ID card of each (issue 14), derived from the same seed
+            cards += card_store.add_cards(card_for(c, args.seed) for c in chunk)
             bar.update(n)
         total = store.count_citizens()
     finally:
         bar.close()
+        card_store.close()
         store.close()
     print(
         f"seeded {inserted} new synthetic citizens (of {args.count}; {total} in "
         f"{s.store.location().redacted()}) in {time.perf_counter() - start:.1f} s"
         + (f", templates for model {model_id} ({s.store.template_encoding})" if model_id else "")
+        + f"; {cards} new Digital ID cards"
     )
     return 0
 

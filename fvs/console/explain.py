@@ -96,6 +96,11 @@ REASONS: dict[str, str] = {
     ErrorCode.ALREADY_EXISTS.value: "It exists already.",
     ErrorCode.INVALID_TRANSITION.value: "That change of state is not allowed.",
     ErrorCode.INVALID_CERTIFICATE.value: "The certificate is malformed or not of this CA.",
+    ErrorCode.INVALID_ATTRIBUTE.value: "A claimed attribute is malformed; see the field named.",
+    ErrorCode.SERVICE_NOT_PERMITTED.value: "The agency's permit does not cover this service.",
+    ErrorCode.ATTRIBUTE_GUESSING.value: (
+        "Too many attribute checks of this citizen did not match; checks are paused for a while."
+    ),
 }
 
 # Failures without an FVS reason: the gRPC code alone (transport, handshake, time limit).

@@ -34,6 +34,8 @@ SQLITE_FILES = {
     "registry": "registry.sqlite3",
     "access": "access.sqlite3",
     "audit": "audit.sqlite3",
+    # the Digital ID tables (issue 14) live beside the registry's
+    "digitalid": "registry.sqlite3",
 }
 # The audit trail's schema is provided by fvs.audit.schema (when that module exists).
 AUDIT_SCHEMA_MODULE = "fvs.audit.schema"
@@ -67,6 +69,9 @@ def components() -> dict[str, Migrations]:
             raise
     else:
         found["audit"] = dict(module.AUDIT_MIGRATIONS)
+    from fvs.digitalid.schema import DIGITALID_MIGRATIONS  # noqa: PLC0415
+
+    found["digitalid"] = dict(DIGITALID_MIGRATIONS)
     return found
 
 

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from fvs.api.v1 import attributes_pb2 as _attributes_pb2
 from fvs.api.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -65,7 +66,7 @@ class GetCitizenRequest(_message.Message):
     def __init__(self, citizen_id: _Optional[str] = ...) -> None: ...
 
 class Citizen(_message.Message):
-    __slots__ = ("citizen_id", "first_name_th", "last_name_th", "first_name_en", "last_name_en", "sex", "birth_date", "province", "district", "card_status", "synthetic", "enrolled", "template_version", "template_model")
+    __slots__ = ("citizen_id", "first_name_th", "last_name_th", "first_name_en", "last_name_en", "sex", "birth_date", "province", "district", "card_status", "synthetic", "enrolled", "template_version", "template_model", "id_card")
     CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_TH_FIELD_NUMBER: _ClassVar[int]
     LAST_NAME_TH_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +81,7 @@ class Citizen(_message.Message):
     ENROLLED_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ID_CARD_FIELD_NUMBER: _ClassVar[int]
     citizen_id: str
     first_name_th: str
     last_name_th: str
@@ -94,7 +96,8 @@ class Citizen(_message.Message):
     enrolled: bool
     template_version: int
     template_model: str
-    def __init__(self, citizen_id: _Optional[str] = ..., first_name_th: _Optional[str] = ..., last_name_th: _Optional[str] = ..., first_name_en: _Optional[str] = ..., last_name_en: _Optional[str] = ..., sex: _Optional[_Union[Sex, str]] = ..., birth_date: _Optional[str] = ..., province: _Optional[str] = ..., district: _Optional[str] = ..., card_status: _Optional[_Union[CardStatus, str]] = ..., synthetic: _Optional[bool] = ..., enrolled: _Optional[bool] = ..., template_version: _Optional[int] = ..., template_model: _Optional[str] = ...) -> None: ...
+    id_card: _attributes_pb2.IdCardRecord
+    def __init__(self, citizen_id: _Optional[str] = ..., first_name_th: _Optional[str] = ..., last_name_th: _Optional[str] = ..., first_name_en: _Optional[str] = ..., last_name_en: _Optional[str] = ..., sex: _Optional[_Union[Sex, str]] = ..., birth_date: _Optional[str] = ..., province: _Optional[str] = ..., district: _Optional[str] = ..., card_status: _Optional[_Union[CardStatus, str]] = ..., synthetic: _Optional[bool] = ..., enrolled: _Optional[bool] = ..., template_version: _Optional[int] = ..., template_model: _Optional[str] = ..., id_card: _Optional[_Union[_attributes_pb2.IdCardRecord, _Mapping]] = ...) -> None: ...
 
 class DeleteEnrollmentRequest(_message.Message):
     __slots__ = ("citizen_id",)

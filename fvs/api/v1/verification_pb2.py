@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from fvs.api.v1 import attributes_pb2 as fvs_dot_v1_dot_attributes__pb2
 from fvs.api.v1 import common_pb2 as fvs_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66vs/v1/verification.proto\x12\x06\x66vs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13\x66vs/v1/common.proto\":\n\x12VerifyBatchRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.fvs.v1.VerifyRequest\"\x9e\x01\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x08metadata\x18\x04 \x03(\x0b\x32\x1f.fvs.v1.ItemError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x11VerifyBatchResult\x12*\n\x08response\x18\x01 \x01(\x0b\x32\x16.fvs.v1.VerifyResponseH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.fvs.v1.ItemErrorH\x00\x42\x08\n\x06result\"A\n\x13VerifyBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.fvs.v1.VerifyBatchResult\"J\n\x07\x43onsent\x12\x11\n\treference\x18\x01 \x01(\t\x12,\n\x08given_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\rVerifyRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12 \n\x07\x63onsent\x18\x04 \x01(\x0b\x32\x0f.fvs.v1.Consent\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xce\x02\n\x0eVerifyResponse\x12\x13\n\x0bmatch_score\x18\x01 \x01(\x01\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\r\n\x05model\x18\x03 \x01(\t\x12 \n\nprobe_face\x18\x04 \x01(\x0b\x32\x0c.fvs.v1.Face\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x18\n\x10template_version\x18\x06 \x01(\x05\x12\x15\n\rscore_mapping\x18\x07 \x01(\t\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.fvs.v1.StageTimings\x12\x1d\n\x10\x66\x61lse_match_rate\x18\t \x01(\x01H\x00\x88\x01\x01\x12 \n\x07quality\x18\n \x01(\x0b\x32\x0f.fvs.v1.Quality\x12 \n\x07receipt\x18\x0b \x01(\x0b\x32\x0f.fvs.v1.ReceiptB\x13\n\x11_false_match_rate\"=\n\x07Receipt\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\x93\x01\n\x10\x46\x61\x63\x65Verification\x12\x37\n\x06Verify\x12\x15.fvs.v1.VerifyRequest\x1a\x16.fvs.v1.VerifyResponse\x12\x46\n\x0bVerifyBatch\x12\x1a.fvs.v1.VerifyBatchRequest\x1a\x1b.fvs.v1.VerifyBatchResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66vs/v1/verification.proto\x12\x06\x66vs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66vs/v1/attributes.proto\x1a\x13\x66vs/v1/common.proto\":\n\x12VerifyBatchRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.fvs.v1.VerifyRequest\"\x9e\x01\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x08metadata\x18\x04 \x03(\x0b\x32\x1f.fvs.v1.ItemError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x11VerifyBatchResult\x12*\n\x08response\x18\x01 \x01(\x0b\x32\x16.fvs.v1.VerifyResponseH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.fvs.v1.ItemErrorH\x00\x42\x08\n\x06result\"A\n\x13VerifyBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.fvs.v1.VerifyBatchResult\"J\n\x07\x43onsent\x12\x11\n\treference\x18\x01 \x01(\t\x12,\n\x08given_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x01\n\rVerifyRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12 \n\x07\x63onsent\x18\x04 \x01(\x0b\x32\x0f.fvs.v1.Consent\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12#\n\x07\x63laimed\x18\x14 \x01(\x0b\x32\x12.fvs.v1.Attributes\"\x81\x03\n\x0eVerifyResponse\x12\x13\n\x0bmatch_score\x18\x01 \x01(\x01\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\r\n\x05model\x18\x03 \x01(\t\x12 \n\nprobe_face\x18\x04 \x01(\x0b\x32\x0c.fvs.v1.Face\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x18\n\x10template_version\x18\x06 \x01(\x05\x12\x15\n\rscore_mapping\x18\x07 \x01(\t\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.fvs.v1.StageTimings\x12\x1d\n\x10\x66\x61lse_match_rate\x18\t \x01(\x01H\x00\x88\x01\x01\x12 \n\x07quality\x18\n \x01(\x0b\x32\x0f.fvs.v1.Quality\x12 \n\x07receipt\x18\x0b \x01(\x0b\x32\x0f.fvs.v1.Receipt\x12\x31\n\nattributes\x18\x14 \x01(\x0b\x32\x1d.fvs.v1.AttributeVerificationB\x13\n\x11_false_match_rate\"=\n\x07Receipt\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\x93\x01\n\x10\x46\x61\x63\x65Verification\x12\x37\n\x06Verify\x12\x15.fvs.v1.VerifyRequest\x1a\x16.fvs.v1.VerifyResponse\x12\x46\n\x0bVerifyBatch\x12\x1a.fvs.v1.VerifyBatchRequest\x1a\x1b.fvs.v1.VerifyBatchResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +37,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.fvs.v1P\001'
   _globals['_ITEMERROR_METADATAENTRY']._loaded_options = None
   _globals['_ITEMERROR_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_VERIFYBATCHREQUEST']._serialized_start=91
-  _globals['_VERIFYBATCHREQUEST']._serialized_end=149
-  _globals['_ITEMERROR']._serialized_start=152
-  _globals['_ITEMERROR']._serialized_end=310
-  _globals['_ITEMERROR_METADATAENTRY']._serialized_start=263
-  _globals['_ITEMERROR_METADATAENTRY']._serialized_end=310
-  _globals['_VERIFYBATCHRESULT']._serialized_start=312
-  _globals['_VERIFYBATCHRESULT']._serialized_end=421
-  _globals['_VERIFYBATCHRESPONSE']._serialized_start=423
-  _globals['_VERIFYBATCHRESPONSE']._serialized_end=488
-  _globals['_CONSENT']._serialized_start=490
-  _globals['_CONSENT']._serialized_end=564
-  _globals['_VERIFYREQUEST']._serialized_start=566
-  _globals['_VERIFYREQUEST']._serialized_end=687
-  _globals['_VERIFYRESPONSE']._serialized_start=690
-  _globals['_VERIFYRESPONSE']._serialized_end=1024
-  _globals['_RECEIPT']._serialized_start=1026
-  _globals['_RECEIPT']._serialized_end=1087
-  _globals['_FACEVERIFICATION']._serialized_start=1090
-  _globals['_FACEVERIFICATION']._serialized_end=1237
+  _globals['_VERIFYBATCHREQUEST']._serialized_start=116
+  _globals['_VERIFYBATCHREQUEST']._serialized_end=174
+  _globals['_ITEMERROR']._serialized_start=177
+  _globals['_ITEMERROR']._serialized_end=335
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_start=288
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_end=335
+  _globals['_VERIFYBATCHRESULT']._serialized_start=337
+  _globals['_VERIFYBATCHRESULT']._serialized_end=446
+  _globals['_VERIFYBATCHRESPONSE']._serialized_start=448
+  _globals['_VERIFYBATCHRESPONSE']._serialized_end=513
+  _globals['_CONSENT']._serialized_start=515
+  _globals['_CONSENT']._serialized_end=589
+  _globals['_VERIFYREQUEST']._serialized_start=592
+  _globals['_VERIFYREQUEST']._serialized_end=750
+  _globals['_VERIFYRESPONSE']._serialized_start=753
+  _globals['_VERIFYRESPONSE']._serialized_end=1138
+  _globals['_RECEIPT']._serialized_start=1140
+  _globals['_RECEIPT']._serialized_end=1201
+  _globals['_FACEVERIFICATION']._serialized_start=1204
+  _globals['_FACEVERIFICATION']._serialized_end=1351
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from fvs.api.v1 import attributes_pb2 as _attributes_pb2
 from fvs.api.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -58,21 +59,23 @@ class Consent(_message.Message):
     def __init__(self, reference: _Optional[str] = ..., given_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("citizen_id", "image", "purpose", "consent", "request_id")
+    __slots__ = ("citizen_id", "image", "purpose", "consent", "request_id", "claimed")
     CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
     citizen_id: str
     image: bytes
     purpose: str
     consent: Consent
     request_id: str
-    def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    claimed: _attributes_pb2.Attributes
+    def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., purpose: _Optional[str] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., request_id: _Optional[str] = ..., claimed: _Optional[_Union[_attributes_pb2.Attributes, _Mapping]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings", "false_match_rate", "quality", "receipt")
+    __slots__ = ("match_score", "similarity", "model", "probe_face", "request_id", "template_version", "score_mapping", "timings", "false_match_rate", "quality", "receipt", "attributes")
     MATCH_SCORE_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +87,7 @@ class VerifyResponse(_message.Message):
     FALSE_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     match_score: float
     similarity: float
     model: str
@@ -95,7 +99,8 @@ class VerifyResponse(_message.Message):
     false_match_rate: float
     quality: _common_pb2.Quality
     receipt: Receipt
-    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ..., false_match_rate: _Optional[float] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ...) -> None: ...
+    attributes: _attributes_pb2.AttributeVerification
+    def __init__(self, match_score: _Optional[float] = ..., similarity: _Optional[float] = ..., model: _Optional[str] = ..., probe_face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., request_id: _Optional[str] = ..., template_version: _Optional[int] = ..., score_mapping: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.StageTimings, _Mapping]] = ..., false_match_rate: _Optional[float] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., attributes: _Optional[_Union[_attributes_pb2.AttributeVerification, _Mapping]] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("payload", "signature", "key_id")

@@ -1,0 +1,198 @@
+"""Where card facts and the NO_MATCH counter live: a protocol and its SQLite implementation
+(tables in the registry database file, ``registry.sqlite3``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from fvs.digitalid.model import CardFacts, CardStatus, CardStatusReason, RegisteredDate
+from fvs.digitalid.schema import DIGITALID_MIGRATIONS
+from fvs.store.db import SqliteDatabase
+from fvs.store.sqlite import DB_FILE
+
+
+class IdCardStore(Protocol):
+    """Card facts per citizen, and NO_MATCH answers per (agency, citizen)."""
+
+    def card(self, citizen_id: str) -> CardFacts | None: ...
+
+    def add_cards(self, cards: Iterable[CardFacts]) -> int:
+        """Insert the cards of citizens that have none; returns how many were inserted."""
+        ...
+
+    def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
+        """Times (epoch seconds, ascending) of NO_MATCH answers at or after ``since``."""
+        ...
+
+    def add_no_matches(self, agency: str, citizen_hash: str, at: float, count: int) -> None:
+        """Record ``count`` NO_MATCH answers at ``at``; drops this pair's rows older than a
+        day beyond any window (housekeeping)."""
+        ...
+
+    def record_no_matches(
+        self,
+        agency: str,
+        citizen_hash: str,
+        since: float,
+        at: float,
+        decide: Callable[[list[float]], int],
+    ) -> None:
+        """Atomically: ``decide`` sees the pair's NO_MATCH times at or after ``since`` and
+        returns how many new ones to record at ``at`` (or raises, recording nothing). Calls for
+        the same pair are serialised, so a limit checked in ``decide`` cannot be overshot."""
+        ...
+
+    def permit_services(self, permit_id: int) -> frozenset[str] | None:
+        """The services ``permit_id`` covers; None when none were recorded."""
+        ...
+
+    def set_permit_services(self, permit_id: int, services: frozenset[str]) -> None:
+        """Replace the services ``permit_id`` covers (at least one)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_COLUMNS = (
+    "citizen_id, laser_code, birth_date, issued_on, expires_on, card_status, status_reason,"
+    " deceased_on, house_no, district, province, district_en, province_en"
+)
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def parse_registered(text: str) -> RegisteredDate:
+    year, month, day = (int(p) for p in text.split("-"))
+    return RegisteredDate(year, month, day)
+
+
+def _row(card: CardFacts) -> tuple[object, ...]:
+    return (
+        card.citizen_id,
+        card.laser_code,
+        str(card.birth_date),
+        card.issued_on.isoformat(),
+        card.expires_on.isoformat(),
+        card.status.value,
+        card.status_reason.value,
+        card.deceased_on.isoformat() if card.deceased_on else None,
+        card.house_no,
+        card.district,
+        card.province,
+        card.district_en,
+        card.province_en,
+    )
+
+
+def _card(r: tuple[object, ...]) -> CardFacts:
+    return CardFacts(
+        citizen_id=str(r[0]),
+        laser_code=str(r[1]),
+        birth_date=parse_registered(str(r[2])),
+        issued_on=_date(str(r[3])),
+        expires_on=_date(str(r[4])),
+        status=CardStatus(r[5]),
+        status_reason=CardStatusReason(r[6]),
+        deceased_on=_date(str(r[7])) if r[7] else None,
+        house_no=str(r[8]),
+        district=str(r[9]),
+        province=str(r[10]),
+        district_en=str(r[11]),
+        province_en=str(r[12]),
+    )
+
+
+class SqliteIdCardStore:
+    """The Digital ID tables inside ``data_dir/registry.sqlite3``."""
+
+    HOUSEKEEPING_S = 7 * 24 * 3600.0
+
+    def __init__(self, data_dir: Path) -> None:
+        self.db = SqliteDatabase(Path(data_dir) / DB_FILE, page_size=8192)
+        # Idempotent (CREATE ... IF NOT EXISTS): also applied, and versioned, by `fvs db migrate`.
+        for script in DIGITALID_MIGRATIONS["sqlite"]:
+            self.db.conn().executescript(script)
+
+    def card(self, citizen_id: str) -> CardFacts | None:
+        rows = self.db.read(
+            f"SELECT {_COLUMNS} FROM digitalid_cards WHERE citizen_id = ?", (citizen_id,)
+        )
+        return _card(rows[0]) if rows else None
+
+    def add_cards(self, cards: Iterable[CardFacts]) -> int:
+        rows = [_row(c) for c in cards]
+        with self.db.tx() as conn:
+            return conn.executemany(
+                f"INSERT OR IGNORE INTO digitalid_cards ({_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
+        rows = self.db.read(
+            "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at >= ?"
+            " ORDER BY at",
+            (agency, citizen_hash, since),
+        )
+        return [float(str(r[0])) for r in rows]
+
+    def add_no_matches(self, agency: str, citizen_hash: str, at: float, count: int) -> None:
+        if count <= 0:
+            return
+        with self.db.tx() as conn:
+            conn.execute(
+                "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at < ?",
+                (agency, citizen_hash, at - self.HOUSEKEEPING_S),
+            )
+            conn.executemany(
+                "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
+                [(agency, citizen_hash, at)] * count,
+            )
+
+    def record_no_matches(
+        self,
+        agency: str,
+        citizen_hash: str,
+        since: float,
+        at: float,
+        decide: Callable[[list[float]], int],
+    ) -> None:
+        with self.db.tx() as conn:  # BEGIN IMMEDIATE: one writer at a time
+            rows = conn.execute(
+                "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ?"
+                " AND at >= ? ORDER BY at",
+                (agency, citizen_hash, since),
+            ).fetchall()
+            count = decide([float(r[0]) for r in rows])
+            if count > 0:
+                conn.execute(
+                    "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ?"
+                    " AND at < ?",
+                    (agency, citizen_hash, at - self.HOUSEKEEPING_S),
+                )
+                conn.executemany(
+                    "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
+                    [(agency, citizen_hash, at)] * count,
+                )
+
+    def permit_services(self, permit_id: int) -> frozenset[str] | None:
+        rows = self.db.read(
+            "SELECT service FROM digitalid_permit_services WHERE permit_id = ?", (permit_id,)
+        )
+        return frozenset(str(r[0]) for r in rows) if rows else None
+
+    def set_permit_services(self, permit_id: int, services: frozenset[str]) -> None:
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM digitalid_permit_services WHERE permit_id = ?", (permit_id,))
+            conn.executemany(
+                "INSERT INTO digitalid_permit_services (permit_id, service) VALUES (?, ?)",
+                [(permit_id, service) for service in sorted(services)],
+            )
+
+    def close(self) -> None:
+        self.db.close()
