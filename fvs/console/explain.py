@@ -84,6 +84,8 @@ REASONS: dict[str, str] = {
         "The server could not write its audit record, so it refused the call (fail closed)."
     ),
     ErrorCode.OVERLOADED.value: "The server is busy. Try again in a moment.",
+    ErrorCode.TEMPLATE_INTEGRITY.value: "This citizen's stored face template failed its "
+    "integrity check, so it was not compared. The authority must re-enrol the citizen.",
     ErrorCode.RATE_LIMITED.value: "Your agency's permit allows only so many calls per second. "
     "Try again in a moment.",
     ErrorCode.SHUTTING_DOWN.value: "The server is shutting down. Try again in a moment "

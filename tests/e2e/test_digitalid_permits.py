@@ -58,7 +58,7 @@ def deployment(
 ) -> Iterator[Deployment]:
     pki = tmp_path_factory.mktemp("pki")
     settings = settings_factory()
-    settings.access.tls_dir = pki
+    settings.access.tls_dir = pki / "server"  # the server's folder, without the CA key
     settings.digitalid.max_no_match = 2
     data = settings.store.data_dir
     people = list(synthetic_citizens(20, 5))
