@@ -34,7 +34,7 @@ class ServerSettings(BaseModel):
     # a google.rpc.RetryInfo delay. Measured on 2 cores: closed-loop callers up to 16 are never
     # refused, and accepted calls under overload wait at most about the bound.
     max_queue: int = Field(default=64, ge=0, le=100_000)
-    max_queue_wait_ms: float = Field(default=500.0, ge=0)
+    max_queue_wait_ms: float = Field(default=1000.0, ge=0)
     # Seconds between checks of the audit trail and the stores for the health service (a call
     # that fails closed reports NOT_SERVING at once; the check reports SERVING again).
     health_probe_s: float = Field(default=2.0, gt=0, le=300)
