@@ -20,9 +20,7 @@ from fvs.access.model import DEV_SYSTEM, Authorization, Caller, Operation, Syste
 from fvs.access.policy import AccessPolicy, ConsentRules
 from fvs.access.store import AccessStore
 from fvs.audit.keys import citizen_hash, load_or_create_key
-from fvs.audit.log import LOG_FILE
 from fvs.audit.trail import AuditTrail, open_trail
-from fvs.audit.trail import audit_key as _trail_key
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
 from fvs.limits import MAX_DETAIL_ITEMS, recordable
@@ -64,16 +62,6 @@ Outcome = Callable[[Any], dict[str, Any]]
 
 def _no_fields(_: Any) -> dict[str, Any]:
     return {}
-
-
-def audit_path(data_dir: Path) -> Path:
-    """The audit trail of a data directory."""
-    return data_dir / AUDIT_DIR / LOG_FILE
-
-
-def audit_key(data_dir: Path) -> bytes:
-    """The key the audit trail's hash chain is made with (created on first use)."""
-    return _trail_key(data_dir)
 
 
 class Gate:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from fvs.audit.chain import ChainCheck, canonical, pseudonym
 from fvs.audit.keys import load_or_create_key
-from fvs.audit.log import AuditLog
+from fvs.audit.log import LOG_FILE, AuditLog
 from fvs.audit.pg import PgAuditTrail
 from fvs.store.url import StoreLocation
 
@@ -96,6 +96,11 @@ def head_path(data_dir: Path) -> Path:
 
 def log_dir(data_dir: Path) -> Path:
     return Path(data_dir) / AUDIT_DIR
+
+
+def audit_path(data_dir: Path) -> Path:
+    """The embedded (file) audit trail of a data directory."""
+    return log_dir(data_dir) / LOG_FILE
 
 
 def open_trail(location: StoreLocation, data_dir: Path, key: bytes | None = None) -> AuditTrail:

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from fvs.access.gate import audit_key, audit_path
 from fvs.api.client import FvsClient
 from fvs.audit.keys import citizen_hash, load_or_create_key
 from fvs.audit.log import read_records, verify_chain
+from fvs.audit.trail import audit_key, audit_path
 from fvs.store.sqlite import DB_FILE, SqliteStore
 from fvs.store.synthetic import synthetic_citizens
 from tests.conftest import photo

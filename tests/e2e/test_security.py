@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from fvs import receipts
 from fvs.access.admin import AdminService
-from fvs.access.gate import Gate, audit_key, audit_path
+from fvs.access.gate import Gate
 from fvs.access.model import Caller, Role
 from fvs.access.policy import ConsentRules
 from fvs.access.rate import RateLimiter
@@ -32,6 +32,7 @@ from fvs.api.readiness import Readiness, probe_stores
 from fvs.api.server import FvsServer, build_parts, serve
 from fvs.api.v1 import admin_pb2, admin_pb2_grpc, verification_pb2, verification_pb2_grpc
 from fvs.audit.log import read_records, verify_chain
+from fvs.audit.trail import audit_key, audit_path
 from fvs.cli import main as fvs_main
 from fvs.config import Settings
 from fvs.errors import ConfigError, ErrorCode

@@ -9,10 +9,10 @@ import signal
 import time
 from pathlib import Path
 
-from fvs.access.gate import audit_key, audit_path
 from fvs.api.client import CallFailedError, FvsClient
 from fvs.audit.keys import citizen_hash, load_or_create_key
 from fvs.audit.log import read_records, verify_chain
+from fvs.audit.trail import audit_key, audit_path
 from tests.e2e.conftest import Burst, ServerProcess, enrolled_citizens
 
 
