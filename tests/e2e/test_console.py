@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fvs.access.gate import audit_path
 from fvs.api.client import FvsClient
 from fvs.audit.log import read_records
+from fvs.audit.trail import audit_path
 from fvs.citizen_id import complete, is_valid
 from fvs.config import Settings
 from fvs.pipeline.pipeline import FacePipeline

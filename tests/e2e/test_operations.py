@@ -18,9 +18,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from fvs.access.gate import audit_path
 from fvs.api.client import CallFailedError, FvsClient
 from fvs.audit.log import read_records
+from fvs.audit.trail import audit_path
 from fvs.config import Settings
 from fvs.observability.hooks import STAGES
 from fvs.pipeline.pipeline import FacePipeline

@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from fvs.access.gate import audit_path
 from fvs.api.client import FvsClient
 from fvs.audit.log import read_records
+from fvs.audit.trail import audit_path
 from tests.conftest import CITIZEN_A, photo
 from tests.e2e.conftest import ServerProcess
 
