@@ -26,6 +26,8 @@ from fvs.store.db import Database, Row, Tx
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "fvs_templates"
+# The change-log entry of a bulk load (seed, import): readers rebuild rather than replay.
+BULK_CHANGE = "*"
 _CITIZEN_INSERT = "INSERT INTO citizens VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 _TEMPLATE_INSERT = (
     "INSERT INTO face_templates (citizen_id, version, model_id, dim, vector, enrolled_at,"
@@ -133,6 +135,7 @@ class SqlCitizenStore:
                     "UPDATE citizens SET last_version = 1 WHERE last_version = 0 AND EXISTS"
                     " (SELECT 1 FROM face_templates t WHERE t.citizen_id = citizens.citizen_id)"
                 )
+                self._changed(tx, BULK_CHANGE)
         return inserted
 
     def _bulk_copy(
@@ -161,7 +164,11 @@ class SqlCitizenStore:
             ]
             with self.db.tx() as tx:
                 self._register_key(tx, {str(r[8]) for r in template_rows})
-        return self.db.bulk_add_citizens(citizen_rows, template_rows)
+        inserted = self.db.bulk_add_citizens(citizen_rows, template_rows)
+        if template_rows:
+            with self.db.tx() as tx:
+                self._changed(tx, BULK_CHANGE)
+        return inserted
 
     def count_citizens(self) -> int:
         return int(self.db.read("SELECT count(*) FROM citizens")[0][0])
@@ -213,9 +220,37 @@ class SqlCitizenStore:
             self._known_keys.add(kid)
 
     def _changed(self, tx: Tx, citizen_id: str) -> None:
+        """Log a change to ``citizen_id``'s templates (``BULK_CHANGE``: many at once) in the
+        same transaction; PostgreSQL also notifies the other servers at commit."""
         if self.db.backend == "postgresql":
             tx.execute("INSERT INTO template_changes (citizen_id) VALUES (?)", (citizen_id,))
             tx.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, citizen_id))
+        else:
+            tx.execute(
+                "INSERT INTO template_changes (citizen_id, changed_at) VALUES (?, ?)",
+                (citizen_id, _now().isoformat()),
+            )
+
+    def last_change(self) -> int:
+        """The change log's last sequence number (0 when empty): an index that has applied
+        every change up to it is in step with the store."""
+        rows = self.db.read("SELECT coalesce(max(seq), 0) FROM template_changes")
+        return int(rows[0][0])
+
+    def changes_since(self, seq: int, limit: int = 100_000) -> list[tuple[int, str]]:
+        """(seq, citizen id) of the changes after ``seq``, in order; ``BULK_CHANGE`` marks a
+        bulk load (the reader rebuilds instead of replaying)."""
+        rows = self.db.read(
+            "SELECT seq, citizen_id FROM template_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def first_change(self) -> int:
+        """The oldest sequence number still in the change log (0 when empty): a reader that
+        last applied a change before ``first_change() - 1`` may have missed pruned ones."""
+        rows = self.db.read("SELECT coalesce(min(seq), 0) FROM template_changes")
+        return int(rows[0][0])
 
     def active_template(self, citizen_id: str) -> Template | None:
         rows = self.db.read(

@@ -94,7 +94,77 @@ CREATE TABLE template_changes (
 CREATE INDEX template_changes_at ON template_changes (changed_at);
 """
 
+# v3: the change log on SQLite too (several processes on one data directory, index snapshots),
+# and the duplicate cases of 1:N search (issue 9: fvs.dedup).
+_SQLITE_V3 = """
+-- Every enrolment and erasure ('*' = a bulk change: rebuild, do not replay), in commit order.
+CREATE TABLE template_changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    citizen_id  TEXT NOT NULL,
+    changed_at  TEXT NOT NULL
+);
+CREATE INDEX template_changes_at ON template_changes (changed_at);
+CREATE TABLE duplicate_cases (
+    case_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    opened_at          TEXT NOT NULL,
+    source             TEXT NOT NULL CHECK (source IN ('refused', 'flagged', 'scan')),
+    citizen_id         TEXT NOT NULL,    -- the enrolling citizen (or the scan pair's first)
+    template_version   INTEGER NOT NULL, -- 0: refused, nothing was stored
+    candidate_id       TEXT NOT NULL,    -- the best enrolled candidate
+    candidate_version  INTEGER NOT NULL,
+    similarity         REAL NOT NULL,
+    score              REAL NOT NULL,
+    candidates         INTEGER NOT NULL, -- how many enrolled citizens were at or above the threshold
+    model_id           TEXT NOT NULL,
+    status             TEXT NOT NULL DEFAULT 'open'
+                       CHECK (status IN ('open', 'same_person', 'different_people')),
+    resolved_at        TEXT,
+    resolved_by        TEXT NOT NULL DEFAULT '',
+    note               TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX duplicate_cases_status ON duplicate_cases (status, case_id);
+CREATE INDEX duplicate_cases_pair ON duplicate_cases (citizen_id, candidate_id);
+-- Pairs adjudicated as different people (citizen_low < citizen_high): never raised again.
+CREATE TABLE distinct_pairs (
+    citizen_low   TEXT NOT NULL,
+    citizen_high  TEXT NOT NULL,
+    case_id       INTEGER NOT NULL,
+    decided_at    TEXT NOT NULL,
+    PRIMARY KEY (citizen_low, citizen_high)
+) WITHOUT ROWID;
+"""
+
+_PG_V3 = """
+CREATE TABLE duplicate_cases (
+    case_id            BIGSERIAL PRIMARY KEY,
+    opened_at          TIMESTAMPTZ NOT NULL,
+    source             TEXT NOT NULL CHECK (source IN ('refused', 'flagged', 'scan')),
+    citizen_id         TEXT NOT NULL,
+    template_version   INTEGER NOT NULL,
+    candidate_id       TEXT NOT NULL,
+    candidate_version  INTEGER NOT NULL,
+    similarity         DOUBLE PRECISION NOT NULL,
+    score              DOUBLE PRECISION NOT NULL,
+    candidates         INTEGER NOT NULL,
+    model_id           TEXT NOT NULL,
+    status             TEXT NOT NULL DEFAULT 'open'
+                       CHECK (status IN ('open', 'same_person', 'different_people')),
+    resolved_at        TIMESTAMPTZ,
+    resolved_by        TEXT NOT NULL DEFAULT '',
+    note               TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX duplicate_cases_status ON duplicate_cases (status, case_id);
+CREATE INDEX duplicate_cases_pair ON duplicate_cases (citizen_id, candidate_id);
+CREATE TABLE distinct_pairs (
+    citizen_low   TEXT NOT NULL,
+    citizen_high  TEXT NOT NULL,
+    case_id       BIGINT NOT NULL,
+    decided_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (citizen_low, citizen_high)
+);
+"""
+
 REGISTRY_MIGRATIONS: dict[str, list[str]] = {
-    "sqlite": [_SQLITE_V1, _SQLITE_V2],
-    "postgresql": [_PG_V1, _PG_V2],
+    "sqlite": [_SQLITE_V1, _SQLITE_V2, _SQLITE_V3],
+    "postgresql": [_PG_V1, _PG_V2, _PG_V3],
 }

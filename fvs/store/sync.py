@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from fvs.errors import FvsError
 from fvs.store.index import TemplateIndex
-from fvs.store.registry import NOTIFY_CHANNEL, SqlCitizenStore
+from fvs.store.registry import BULK_CHANGE, NOTIFY_CHANNEL, SqlCitizenStore
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class IndexSync:
     def refresh(self, citizen_ids: Iterable[str]) -> None:
         """Put each citizen's active template (or its absence) into the index."""
         for cid in dict.fromkeys(citizen_ids):
+            if cid == BULK_CHANGE:  # a bulk load: its citizens join at the next index load
+                continue
             try:
                 template = self.store.active_template(cid)
             except FvsError as exc:

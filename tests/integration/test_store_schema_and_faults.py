@@ -46,7 +46,7 @@ def test_last_release_files_are_version_1_and_upgraded_only_by_migrate(
         SqliteStore(tmp_path)
     assert main(["db", "status", "--data-dir", str(tmp_path)]) == 1
     assert main(["db", "migrate", "--data-dir", str(tmp_path)]) == 0
-    assert "registry: schema version 1 -> 2" in capsys.readouterr().out
+    assert "registry: schema version 1 -> 3" in capsys.readouterr().out
     assert main(["db", "migrate", "--data-dir", str(tmp_path)]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert main(["db", "status", "--data-dir", str(tmp_path)]) == 0
