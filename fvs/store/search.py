@@ -29,6 +29,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -87,12 +88,12 @@ class SearchIndex:
         self.params = params or SearchParams()
         self._lock = threading.Lock()
         self.kind = self.params.resolve(templates.rows_used)
-        self._index: faiss.Index = self._empty(templates.rows_used)
+        self._index: Any = self._empty(templates.rows_used)  # faiss.Index (or IVF)
         self._covered = 0
         self.build_seconds = 0.0
 
     # building -------------------------------------------------------------------------
-    def _empty(self, rows: int) -> faiss.Index:
+    def _empty(self, rows: int) -> Any:
         dim = self.templates.dim
         if self.kind == "flat":
             flat = faiss.IndexScalarQuantizer(
