@@ -164,39 +164,56 @@ class SearchIndex:
     def search(self, probe: Vector, k: int, exclude: str | None = None) -> list[Candidate]:
         """The ``k`` most similar live templates (exact cosines, best first), leaving out
         citizen ``exclude``."""
-        if k <= 0:
-            return []
         probe = np.ascontiguousarray(probe, dtype=np.float32).reshape(1, -1)
+        excluded = None if exclude is None else np.array([int(exclude)], dtype=np.int64)
+        return self.search_many(probe, k, excluded)[0]
+
+    def search_many(
+        self,
+        probes: Vector,
+        k: int,
+        exclude: npt.NDArray[np.int64] | None = None,
+    ) -> list[list[Candidate]]:
+        """:meth:`search` for (n, D) probes in one faiss call; ``exclude[i]``: the citizen
+        (as a number) left out of probe i's answer."""
+        n = probes.shape[0]
+        if k <= 0 or n == 0:
+            return [[] for _ in range(n)]
+        probes = np.ascontiguousarray(probes, dtype=np.float32)
         dead = self.templates.dead_rows
         # over-fetch: dead rows and the excluded citizen are dropped after the search
         fetch = max(k + 1 + min(dead, 4 * k), self.params.shortlist)
         with self._lock:
             self._catch_up()
             if self._covered == 0:
-                return []
-            _, found = self._index.search(probe, min(fetch, self._covered))
-        rows = found[0][found[0] >= 0].astype(np.int64)
-        if rows.size == 0:
-            return []
-        rows = rows[self.templates.live(rows)]
-        owners = self.templates.owners(rows)
-        if exclude is not None:
-            keep = owners != int(exclude)
-            rows, owners = rows[keep], owners[keep]
-        if rows.size == 0:
-            return []
-        sims = self.templates.gather(rows) @ probe[0]  # exact, whatever the faiss kind
-        order = np.argsort(-sims, kind="stable")[:k]
-        versions = self.templates.versions_of(rows)
-        return [
-            Candidate(
-                citizen_id=f"{int(owners[i]):013d}",
-                similarity=float(sims[i]),
-                version=int(versions[i]),
-                row=int(rows[i]),
+                return [[] for _ in range(n)]
+            _, found = self._index.search(probes, min(fetch, self._covered))
+        out: list[list[Candidate]] = []
+        for i in range(n):
+            rows = found[i][found[i] >= 0].astype(np.int64)
+            rows = rows[self.templates.live(rows)] if rows.size else rows
+            owners = self.templates.owners(rows)
+            if exclude is not None and rows.size:
+                keep = owners != exclude[i]
+                rows, owners = rows[keep], owners[keep]
+            if rows.size == 0:
+                out.append([])
+                continue
+            sims = self.templates.gather(rows) @ probes[i]  # exact, whatever the faiss kind
+            order = np.argsort(-sims, kind="stable")[:k]
+            versions = self.templates.versions_of(rows)
+            out.append(
+                [
+                    Candidate(
+                        citizen_id=f"{int(owners[j]):013d}",
+                        similarity=float(sims[j]),
+                        version=int(versions[j]),
+                        row=int(rows[j]),
+                    )
+                    for j in order
+                ]
             )
-            for i in order
-        ]
+        return out
 
     # facts ------------------------------------------------------------------------------
     @property
