@@ -64,7 +64,7 @@ def _cases(data: Path, capsys: pytest.CaptureFixture[str], status: str = "all") 
 def test_refuse_mode_refuses_a_second_identity_and_keeps_the_case(
     refusing: tuple[ServerThread, FvsClient, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    running, client, data = refusing
+    _, client, data = refusing
     client.enroll(A, photo("obama.jpg"), create_if_missing=True)
     error = _refusal(lambda: client.enroll(B, photo("obama2.jpg"), create_if_missing=True))
     assert error.code == "FAILED_PRECONDITION"
