@@ -138,8 +138,10 @@ def test_flag_mode_stores_and_lists_the_candidates(
     assert client.get_citizen(B).template_version == 1
 
 
-def test_search_duplicates_rpc(flagging: tuple[ServerThread, FvsClient, Path]) -> None:
-    _, client, _ = flagging
+def test_search_duplicates_rpc(
+    flagging: tuple[ServerThread, FvsClient, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    running, client, _ = flagging
     client.enroll(A, photo("obama.jpg"), create_if_missing=True)
     client.enroll(C, photo("biden.jpg"), create_if_missing=True)
     by_photo = client.search_duplicates(k=5, image=photo("obama2.jpg"))
@@ -160,6 +162,15 @@ def test_search_duplicates_rpc(flagging: tuple[ServerThread, FvsClient, Path]) -
     assert unknown.reason == "CITIZEN_NOT_FOUND"
     no_face = _refusal(lambda: client.search_duplicates(image=b"not an image"))
     assert no_face.code == "INVALID_ARGUMENT"
+
+    # the same through the command line
+    capsys.readouterr()
+    photo_path = Path(__file__).resolve().parents[1] / "data" / "obama2.jpg"
+    assert main(["registry", "search-duplicates", "--image", str(photo_path), "--k", "2",
+                 "--server", running.address]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(A) and lines[0].endswith("DUPLICATE")
+    assert lines[1].startswith(C) and not lines[1].endswith("DUPLICATE")
 
 
 def test_dedup_scan_finds_the_pairs(
