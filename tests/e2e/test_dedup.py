@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from fvs.api.client import CallFailedError, FvsClient
+from fvs.audit.log import read_records
+from fvs.audit.trail import audit_path
 from fvs.citizen_id import complete
 from fvs.cli import main
 from fvs.config import Settings
@@ -81,6 +83,11 @@ def test_refuse_mode_refuses_a_second_identity_and_keeps_the_case(
     # another person is not a duplicate
     assert client.enroll(C, photo("biden.jpg"), create_if_missing=True).duplicates == []
 
+    # the refusal is audited with the case it opened, never with the candidate's ID
+    (record,) = [r for r in read_records(audit_path(data)) if r["reason"] == "DUPLICATE_IDENTITY"]
+    assert record["duplicate_case"] == case_id and record["operation"] == "Enroll"
+    assert A not in json.dumps(record) and B not in json.dumps(record)
+
     (case,) = _cases(data, capsys)
     assert case["case_id"] == case_id
     assert (case["source"], case["citizen_id"], case["candidate_id"]) == ("refused", B, A)
@@ -134,6 +141,8 @@ def test_flag_mode_stores_and_lists_the_candidates(
     assert response.duplicate_case_id > 0
     (case,) = _cases(data, capsys, "open")
     assert (case["source"], case["citizen_id"], case["template_version"]) == ("flagged", B, 1)
+    (record,) = [r for r in read_records(audit_path(data)) if r.get("duplicate_case")]
+    assert record["duplicate_case"] == response.duplicate_case_id and record["outcome"] == "OK"
     # B is enrolled and verifiable
     assert client.get_citizen(B).template_version == 1
 
