@@ -146,3 +146,28 @@ def test_search_is_refused_until_the_index_is_built(mapping) -> None:  # type: i
     assert search.wait_ready(60)
     assert search.index is not None and search.index.kind == "ivf"
     assert len(search.search(templates.vectors(0, 1)[0], 3)) == 3
+
+
+def test_rebuild_in_the_background_when_due(mapping) -> None:  # type: ignore[no-untyped-def]
+    n = 2000
+    ids = _ids(n)
+    vectors = random_templates(n, 512, 11)
+    templates = TemplateIndex.from_vectors("m@1", ids, vectors)
+    search = DuplicateSearch(DedupSettings(mode="flag", flat_max=3000), cases=None)
+    search.attach(templates, mapping)
+    first = search.index
+    assert first is not None and not search.needs_rebuild() and not search.maybe_rebuild()
+    for cid in ids[:600]:  # erased: 30 % of the rows dead
+        templates.remove(cid)
+    assert search.needs_rebuild() and search.maybe_rebuild()
+    assert search.wait_ready(60)
+    assert search.index is not first and search.index is not None
+    assert search.index.covered == templates.rows_used and search.index.dead == 0
+    assert not search.needs_rebuild()
+    assert search.search(vectors[700], 1)[0].citizen_id == ids[700]
+    # grown past what the flat kind is for: the rebuild is an IVF index
+    more = random_templates(1500, 512, 12)
+    templates.put_many(_ids(1500, base=1_200_000_000_000), more, [1] * 1500)
+    assert search.needs_rebuild() and search.maybe_rebuild() and search.wait_ready(120)
+    assert search.index is not None and search.index.kind == "ivf"
+    assert search.search(more[3], 1)[0].citizen_id == _ids(1500, base=1_200_000_000_000)[3]
