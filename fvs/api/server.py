@@ -410,7 +410,11 @@ class FvsServer:
 def default_loader(settings: Settings) -> PipelineLoader:
     def load() -> FacePipeline:
         pipeline = FacePipeline.load(
-            settings.model, settings.pipeline, settings.quality, settings.score
+            settings.model,
+            settings.pipeline,
+            settings.quality,
+            settings.score,
+            settings.trt_cache_dir(),
         )
         pipeline.warm_up(settings.model.warmup_runs)
         return pipeline
