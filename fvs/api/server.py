@@ -10,7 +10,7 @@ import logging
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -48,8 +48,9 @@ from fvs.pki import ca_keys_in
 from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
 from fvs.store.factory import open_access, open_registry
+from fvs.store.index import TemplateIndex
 from fvs.store.registry import SqlCitizenStore
-from fvs.store.sync import IndexSync
+from fvs.store.sync import IndexFollower, IndexSync, TemplateIndexFollower
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +75,27 @@ class Parts:
     receipts: ReceiptSigner
     digital_id: DigitalIdService
     sync: IndexSync | None = None
+    # Other copies of the templates to keep in step with the store (e.g. a 1:N search index).
+    followers: list[IndexFollower] = field(default_factory=list)
 
     def load_index(self, pipeline: FacePipeline, settings: Settings) -> None:
-        """Build the template index, and on PostgreSQL keep it in step with other servers."""
+        """Build the template index and keep it (and ``followers``) in step with the other
+        processes and servers on the store: PostgreSQL by LISTEN/NOTIFY (or polling), SQLite
+        by polling the change log (fvs.store.sync)."""
         store = self.service.store
-        shared = isinstance(store, SqlCitizenStore) and store.backend == "postgresql"
-        since = IndexSync.database_time(store) if shared else None  # type: ignore[arg-type]
+        since = IndexSync.mark(store) if isinstance(store, SqlCitizenStore) else None
         self.service.set_pipeline(pipeline)
         if since is not None and self.service.index is not None:
+            assert isinstance(store, SqlCitizenStore)
+            service = self.service
+
+            def swap(index: TemplateIndex) -> None:
+                service.index = index
+
+            follower = TemplateIndexFollower(store, lambda: service.index, swap)
             self.sync = IndexSync(
-                store,  # type: ignore[arg-type]
-                self.service.index,
+                store,
+                [follower, *self.followers],
                 since,
                 settings.store.sync,
                 settings.store.poll_interval_s,
