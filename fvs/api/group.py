@@ -35,6 +35,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ class Supervisor:
         if self.settings.access.insecure:
             check_insecure_address(address)
         server_credentials(self.settings.access)  # fail before starting anything
+        check_shareable(address)
         # Create (or migrate) the stores and keys once, here: N children doing it at once on
         # a new data directory would race (two template keys, two audit chain keys).
         build_parts(self.settings).close()
@@ -259,6 +261,26 @@ class Supervisor:
                 self.states[index] = RESTARTING
                 self.ready[index] = False
                 self._start(index)
+
+
+def check_shareable(address: str) -> None:
+    """Raise OSError when ``address`` is held by a server that does not share it (a plain
+    `fvs serve`, or anything else): found here at once rather than by every child after
+    loading its model."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, int(port), 0, socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind(sockaddr)
+    except OSError as exc:
+        raise OSError(
+            f"cannot listen on {address}: the address is in use by a server that does not "
+            f"share it, or not available ({exc.strerror or exc})"
+        ) from exc
 
 
 def _how(exit_code: int | None) -> str:

@@ -195,11 +195,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if s.server.processes < 1:
         raise ConfigError(f"--processes must be at least 1, not {s.server.processes}")
-    if s.server.processes > 1:
-        from fvs.api.group import run_group
-
-        return run_group(s, args.log_level, args.log_format)
     try:
+        if s.server.processes > 1:
+            from fvs.api.group import run_group
+
+            return run_group(s, args.log_level, args.log_format)
         asyncio.run(serve(s))
     except OSError as exc:
         print(f"error: cannot serve: {exc}", file=sys.stderr)
