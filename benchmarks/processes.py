@@ -111,7 +111,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                      str(args.photo)],
                     check=True, capture_output=True,
                 )  # fmt: skip
-                await closed_loop(address, photo, 2 * n, 2.0)  # warm every process
+                await closed_loop(address, photo, 2 * n, args.warm_seconds)  # warm every process
             results: dict[int, list[dict[str, Any]]] = {n: [] for n in configs}
             for level in args.levels:
                 for n in configs:  # in turn at each level: drift falls on both
@@ -156,6 +156,7 @@ def main() -> int:
     p.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--warm-seconds", type=float, default=2.0)
     p.add_argument("--env-many", nargs="*", default=[], help="FVS_...=value for the N server")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
