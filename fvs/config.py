@@ -221,6 +221,24 @@ class ObservabilitySettings(BaseModel):
     service_name: str = "fvs"
 
 
+class DedupSettings(BaseModel):
+    """1:N duplicate search at enrolment (issue 9; README "Duplicate search")."""
+
+    # refuse: an enrolment matching another citizen is refused (DUPLICATE_IDENTITY) and kept
+    # as a case; flag: it is stored and the response lists the candidates; off: no search.
+    mode: Literal["refuse", "flag", "off"] = "refuse"
+    # False-match rate per comparison at which a pair counts as a duplicate, read through the
+    # pack's calibration (chosen by `fvs eval-dedup` on LFW: README gives the figures).
+    max_fmr: float = Field(default=1e-6, gt=0, lt=1)
+    # Candidates reported (ErrorInfo counts all at or above the threshold among these).
+    candidates: int = Field(default=5, ge=1, le=100)
+    # The search index: flat (every row) up to flat_max templates, IVF above (fvs.store.search).
+    index_kind: Literal["auto", "flat", "ivf"] = "auto"
+    flat_max: int = Field(default=100_000, ge=0)
+    nprobe: int = Field(default=0, ge=0)
+    shortlist: int = Field(default=256, ge=1, le=100_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FVS_", env_nested_delimiter="__", extra="ignore")
 
@@ -233,3 +251,4 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     digitalid: DigitalIdSettings = Field(default_factory=DigitalIdSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)

@@ -176,6 +176,23 @@ class FvsClient:
             raise _failure(exc) from None
         return response
 
+    def search_duplicates(
+        self, k: int = 0, image: bytes | None = None, citizen_id: str | None = None
+    ) -> registry_pb2.SearchDuplicatesResponse:
+        """Registry/SearchDuplicates by a photo or by an enrolled citizen."""
+        request = registry_pb2.SearchDuplicatesRequest(k=k)
+        if image is not None:
+            request.image = image
+        elif citizen_id is not None:
+            request.citizen_id = citizen_id
+        try:
+            response: registry_pb2.SearchDuplicatesResponse = self._registry.SearchDuplicates(
+                request, timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response
+
     def get_citizen(self, citizen_id: str) -> registry_pb2.Citizen:
         try:
             response: registry_pb2.Citizen = self._registry.GetCitizen(

@@ -40,6 +40,7 @@ from fvs.api.v1 import (
     verification_pb2_grpc,
 )
 from fvs.config import AccessSettings, Settings
+from fvs.dedup.search import DuplicateSearch
 from fvs.digitalid.service import DigitalIdService
 from fvs.errors import ConfigError, ErrorCode
 from fvs.intake import IntakeLimits
@@ -51,6 +52,7 @@ from fvs.pipeline.score import LogisticMapping
 from fvs.pki import ca_keys_in
 from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
+from fvs.store.duplicates import DuplicateCases
 from fvs.store.factory import open_access, open_registry
 from fvs.store.index import TemplateIndex
 from fvs.store.registry import SqlCitizenStore
@@ -139,6 +141,7 @@ def build_parts(settings: Settings) -> Parts:
         registry,
         LogisticMapping(settings.score.midpoint, settings.score.slope),
         settings.store.template_encoding,
+        DuplicateSearch(settings.dedup, DuplicateCases(registry.db)),
     )
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fvs.cli import client, store
+from fvs.cli import client, dedup, store
 from fvs.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, add_data_dir, settings
 
 
@@ -62,6 +62,7 @@ def register(sub: Any) -> None:
     registry = sub.add_parser("registry", help="the synthetic civil-registration store")
     rsub = registry.add_subparsers(dest="registry_command", required=True)
     store.register_registry(rsub)
+    dedup.register_registry(rsub)
     client.register_registry(rsub)
 
     model = sub.add_parser("model", help="model packs")

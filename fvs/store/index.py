@@ -50,6 +50,7 @@ class TemplateIndex:
         capacity = max(capacity, 16)
         self._matrix: npt.NDArray[np.generic] = self._allocate(capacity)
         self._versions = np.zeros(capacity, dtype=np.int32)
+        self._owners = np.zeros(capacity, dtype=np.int64)  # row -> citizen ID (as a number)
         self._scales = np.ones(capacity if encoding == "i8" else 0, dtype=np.float32)
         self.failed: list[str] = []  # citizens left out when built from the store
 
@@ -158,6 +159,9 @@ class TemplateIndex:
         grown[: self._size] = self._matrix[: self._size]
         versions = np.zeros(capacity, dtype=np.int32)
         versions[: self._size] = self._versions[: self._size]
+        owners = np.zeros(capacity, dtype=np.int64)
+        owners[: self._size] = self._owners[: self._size]
+        self._owners = owners
         if self.encoding == "i8":
             scales = np.ones(capacity, dtype=np.float32)
             scales[: self._size] = self._scales[: self._size]
@@ -183,6 +187,7 @@ class TemplateIndex:
             self._grow(self._size + 1)
             self._write(self._size, np.asarray(vector, dtype=np.float32)[None, :])
             self._versions[self._size] = version
+            self._owners[self._size] = int(citizen_id)
             self._rows[int(citizen_id)] = self._size
             self._size += 1
 
@@ -195,6 +200,7 @@ class TemplateIndex:
                 block = np.asarray(vectors[start : start + 65536], dtype=np.float32)
                 self._write(self._size + start, block)
             self._versions[self._size : need] = versions
+            self._owners[self._size : need] = np.asarray(ids, dtype=np.int64)
             for k, cid in enumerate(ids):
                 self._rows[int(cid)] = self._size + k
             self._size = need
@@ -202,3 +208,48 @@ class TemplateIndex:
     def remove(self, citizen_id: str) -> None:
         with self._lock:
             self._rows.pop(int(citizen_id), None)
+
+    # rows, for 1:N search (fvs.store.search) -----------------------------------------
+    # Rows are append-only: a new version or a new citizen takes a new row, an erasure only
+    # forgets the citizen's row. A search index can therefore follow this one by reading the
+    # rows it has not seen yet, and tell live rows from dead ones by asking ``live``.
+    @property
+    def rows_used(self) -> int:
+        """Rows written so far (live and dead)."""
+        return self._size
+
+    @property
+    def dead_rows(self) -> int:
+        return self._size - len(self._rows)
+
+    def vectors(self, start: int, end: int) -> Vector:
+        """Rows [start, end) as float32 unit vectors (live or dead)."""
+        block = self._matrix[start:end].astype(np.float32)
+        if self.encoding == "i8":
+            block *= self._scales[start:end, None]
+        return block
+
+    def gather(self, rows: npt.NDArray[np.int64]) -> Vector:
+        """Rows ``rows`` as float32 unit vectors."""
+        block = self._matrix[rows].astype(np.float32)
+        if self.encoding == "i8":
+            block *= self._scales[rows, None]
+        return block
+
+    def owners(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The citizen (as a number) each row was written for."""
+        return self._owners[rows]
+
+    def live(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether each row is its citizen's active template now."""
+        owners = self._owners[rows]
+        return np.array(
+            [self._rows.get(int(o), -1) == int(r) for o, r in zip(owners, rows, strict=True)],
+            dtype=bool,
+        )
+
+    def versions_of(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+        return self._versions[rows]
+
+    def row_of(self, citizen_id: str) -> int | None:
+        return self._rows.get(int(citizen_id))
