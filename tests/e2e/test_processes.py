@@ -97,7 +97,7 @@ def test_two_processes_on_one_port(tmp_path: Path) -> None:
         plain = subprocess.run(
             [sys.executable, "-m", "fvs", "serve", "--insecure", "--address", server.address,
              "--data-dir", str(tmp_path / "plain"), "--providers", "cpu"],
-            capture_output=True, text=True, timeout=120,
+            check=False, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert plain.returncode == EXIT_UNAVAILABLE, plain.stderr
         assert "address is in use" in plain.stderr
@@ -162,6 +162,6 @@ def test_two_processes_on_one_port(tmp_path: Path) -> None:
     assert "all 2 processes stopped" in server.logs()
     verified = subprocess.run(
         [sys.executable, "-m", "fvs", "audit", "verify", "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert verified.returncode == 0, verified.stderr

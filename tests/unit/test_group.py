@@ -71,7 +71,7 @@ def test_a_port_held_by_a_plain_server_is_refused_at_once(tmp_path: Path) -> Non
         result = subprocess.run(
             [sys.executable, "-m", "fvs", "serve", "--insecure", "--processes", "2",
              "--address", address, "--data-dir", str(tmp_path / "data")],
-            capture_output=True, text=True, timeout=60,
+            check=False, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode == EXIT_UNAVAILABLE, result.stderr
     assert "does not share it" in result.stderr
@@ -86,7 +86,7 @@ def test_a_group_needs_a_fixed_port(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fvs", "serve", "--insecure", "--processes", "2",
          "--address", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
     assert "needs a fixed port" in result.stderr
