@@ -97,6 +97,8 @@ class Parts:
 
             def swap(index: TemplateIndex) -> None:
                 service.index = index
+                if service.dedup is not None and service.dedup.enabled:  # it reads the rows
+                    service.dedup.attach(index, pipeline.mapping or service.fallback)
 
             follower = TemplateIndexFollower(store, lambda: service.index, swap)
             self.sync = IndexSync(
