@@ -90,3 +90,28 @@ def test_a_group_needs_a_fixed_port(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "needs a fixed port" in result.stderr
+
+
+def test_a_group_process_shares_rate_limits_and_names_itself(tmp_path: Path) -> None:
+    from fvs.access.rate import SharedRateLimiter
+    from fvs.api.server import FvsServer, build_parts
+
+    settings = Settings()
+    settings.store.data_dir = tmp_path / "data"
+    settings.access.insecure = True
+    SharedRateLimiter.create(tmp_path / "rates")
+    ctx = multiprocessing.get_context("spawn")
+    member = GroupMember(
+        1,
+        2,
+        ctx.Array("b", [group.STARTING] * 2, lock=False),
+        tmp_path / "rates",
+        ctx.Value("b", group.RUN, lock=False),
+    )
+    parts = build_parts(settings)
+    try:
+        server = FvsServer(settings, parts, member)
+        assert isinstance(parts.gate.policy.limiter, SharedRateLimiter)
+        assert server.observer.process == "1"
+    finally:
+        parts.close()
