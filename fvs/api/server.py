@@ -517,8 +517,8 @@ async def serve(settings: Settings, member: GroupMember | None = None) -> None:
             def load() -> FacePipeline:
                 return loaded
 
+        started = True  # a failed start still stops what it started (metrics listener)
         await server.start(settings.server.address)
-        started = True
         loader = asyncio.ensure_future(server.load(load))
         await asyncio.wait({loader, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if loader.done():
