@@ -62,6 +62,13 @@ class ModelSettings(BaseModel):
     # slower end to end with it on, two sessions on two cores).
     allow_spinning: bool = False
     warmup_runs: int = Field(default=2, ge=0, le=100)
+    # TensorRT (providers = tensorrt): fp16 kernels, and where built engines are cached so that
+    # a restart does not rebuild them (minutes per model; default DATA_DIR/trt-cache).
+    trt_fp16: bool = True
+    trt_cache_dir: Path | None = None
+    # CUDA / TensorRT: which GPU, and the CUDA memory arena's limit (0: no limit).
+    device_id: int = Field(default=0, ge=0, le=64)
+    gpu_mem_limit_mb: int = Field(default=0, ge=0)
 
 
 class BatchingSettings(BaseModel):
@@ -252,3 +259,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     digitalid: DigitalIdSettings = Field(default_factory=DigitalIdSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+
+    def trt_cache_dir(self) -> Path:
+        """Where TensorRT engines are cached: model.trt_cache_dir, else DATA_DIR/trt-cache."""
+        return self.model.trt_cache_dir or self.store.data_dir / "trt-cache"

@@ -226,6 +226,7 @@ class FaceService:
                     case_id=str(case),
                 )
             template, created = self._store_template(request, embedding, exists)
+        dedup.maybe_rebuild()  # compaction / a bigger kind, in the background when due
         case = 0
         if best is not None:
             case = dedup.cases.open_case(

@@ -23,9 +23,12 @@ from fvs.api.v1 import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class CallFailedError(Exception):
-    """A refused or failed call: gRPC code name, FVS reason (ErrorInfo) and message."""
+    """A refused or failed call: gRPC code name, FVS reason (ErrorInfo) and message.
+
+    Not frozen: Python sets ``__traceback__`` on an exception as it propagates (through a
+    context manager, a generator), which a frozen dataclass would refuse."""
 
     code: str
     reason: str

@@ -466,7 +466,11 @@ async def _follow_supervisor(
 def default_loader(settings: Settings) -> PipelineLoader:
     def load() -> FacePipeline:
         pipeline = FacePipeline.load(
-            settings.model, settings.pipeline, settings.quality, settings.score
+            settings.model,
+            settings.pipeline,
+            settings.quality,
+            settings.score,
+            settings.trt_cache_dir(),
         )
         pipeline.warm_up(settings.model.warmup_runs)
         return pipeline

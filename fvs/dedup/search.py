@@ -93,6 +93,39 @@ class DuplicateSearch:
         if current is not None:
             self._index = current.rebuilt()
 
+    def needs_rebuild(self) -> bool:
+        """When the live index has drifted from what a fresh build would be: a quarter of
+        its rows dead (replaced or erased templates), or the registry grown past what its
+        kind was chosen for (flat -> IVF), or an IVF index grown fourfold since it was
+        trained (its cells too coarse)."""
+        index = self._index
+        if index is None:
+            return False
+        rows = index.templates.rows_used
+        if rows >= 1000 and index.dead > rows // 4:
+            return True
+        if index.params.resolve(rows) != index.kind:
+            return True
+        return index.kind == "ivf" and rows > 4 * index.trained_on
+
+    def maybe_rebuild(self) -> bool:
+        """Start a background rebuild when :meth:`needs_rebuild` (one at a time); searches
+        keep using the live index until the new one is swapped in. True if one started."""
+        if self._building is not None and self._building.is_alive():
+            return False
+        if not self.needs_rebuild():
+            return False
+        current = self._index
+        assert current is not None
+        self._building = threading.Thread(
+            target=self._build,
+            args=(current.templates, current.params),
+            name="fvs-dedup-rebuild",
+            daemon=True,
+        )
+        self._building.start()
+        return True
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         if self._building is not None:
             self._building.join(timeout)

@@ -90,6 +90,8 @@ class SearchIndex:
         self.kind = self.params.resolve(templates.rows_used)
         self._index: Any = self._empty(templates.rows_used)  # faiss.Index (or IVF)
         self._covered = 0
+        self.trained_on = 0  # rows the template index had when this index was built
+        self.skipped = 0  # rows covered but left out (dead when they were reached)
         self.build_seconds = 0.0
 
     # building -------------------------------------------------------------------------
@@ -132,6 +134,7 @@ class SearchIndex:
         """Train (IVF) and add every row written so far; returns self."""
         start = time.perf_counter()
         with self._lock:
+            self.trained_on = self.templates.rows_used
             self._train()
             self._catch_up()
         self.build_seconds = time.perf_counter() - start
@@ -149,9 +152,11 @@ class SearchIndex:
         size = self.templates.rows_used
         while self._covered < size:
             end = min(size, self._covered + _ADD_BLOCK)
-            block = self.templates.vectors(self._covered, end)
             ids = np.arange(self._covered, end, dtype=np.int64)
-            self._index.add_with_ids(block, ids)
+            live = self.templates.live(ids)  # rows already dead never go in
+            if live.any():
+                self._index.add_with_ids(self.templates.gather(ids[live]), ids[live])
+            self.skipped += int(ids.size - live.sum())
             self._covered = end
 
     def rebuilt(self) -> SearchIndex:
@@ -221,6 +226,11 @@ class SearchIndex:
         return self._covered
 
     @property
+    def dead(self) -> int:
+        """Rows in this index that are no longer a citizen's active template."""
+        return self.templates.dead_rows - self.skipped
+
+    @property
     def nbytes(self) -> int:
         """Memory of the faiss index itself (the template index's rows are not counted)."""
         dim = self.templates.dim
@@ -253,11 +263,13 @@ class SearchIndex:
             raise ValueError("the persisted search index covers rows the template index lacks")
         made = cls(templates, params)
         index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
-        if index.d != templates.dim or index.ntotal != covered:
+        if index.d != templates.dim or index.ntotal > covered:
             raise ValueError("the persisted search index does not fit this template index")
         made._index = index
         made.kind = "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
         made._covered = covered
+        made.skipped = covered - int(index.ntotal)  # rows left out when they were covered
+        made.trained_on = covered
         with made._lock:
             made._catch_up()
         return made

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from fvs.api.client import CallFailedError, FvsClient
+from fvs.audit.log import read_records
+from fvs.audit.trail import audit_path
 from fvs.citizen_id import complete
 from fvs.cli import main
 from fvs.config import Settings
@@ -64,7 +66,7 @@ def _cases(data: Path, capsys: pytest.CaptureFixture[str], status: str = "all") 
 def test_refuse_mode_refuses_a_second_identity_and_keeps_the_case(
     refusing: tuple[ServerThread, FvsClient, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    running, client, data = refusing
+    _, client, data = refusing
     client.enroll(A, photo("obama.jpg"), create_if_missing=True)
     error = _refusal(lambda: client.enroll(B, photo("obama2.jpg"), create_if_missing=True))
     assert error.code == "FAILED_PRECONDITION"
@@ -80,6 +82,11 @@ def test_refuse_mode_refuses_a_second_identity_and_keeps_the_case(
     assert client.enroll(A, photo("obama2.jpg")).template_version == 2
     # another person is not a duplicate
     assert client.enroll(C, photo("biden.jpg"), create_if_missing=True).duplicates == []
+
+    # the refusal is audited with the case it opened, never with the candidate's ID
+    (record,) = [r for r in read_records(audit_path(data)) if r["reason"] == "DUPLICATE_IDENTITY"]
+    assert record["duplicate_case"] == case_id and record["operation"] == "Enroll"
+    assert A not in json.dumps(record) and B not in json.dumps(record)
 
     (case,) = _cases(data, capsys)
     assert case["case_id"] == case_id
@@ -134,12 +141,16 @@ def test_flag_mode_stores_and_lists_the_candidates(
     assert response.duplicate_case_id > 0
     (case,) = _cases(data, capsys, "open")
     assert (case["source"], case["citizen_id"], case["template_version"]) == ("flagged", B, 1)
+    (record,) = [r for r in read_records(audit_path(data)) if r.get("duplicate_case")]
+    assert record["duplicate_case"] == response.duplicate_case_id and record["outcome"] == "OK"
     # B is enrolled and verifiable
     assert client.get_citizen(B).template_version == 1
 
 
-def test_search_duplicates_rpc(flagging: tuple[ServerThread, FvsClient, Path]) -> None:
-    _, client, _ = flagging
+def test_search_duplicates_rpc(
+    flagging: tuple[ServerThread, FvsClient, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    running, client, _ = flagging
     client.enroll(A, photo("obama.jpg"), create_if_missing=True)
     client.enroll(C, photo("biden.jpg"), create_if_missing=True)
     by_photo = client.search_duplicates(k=5, image=photo("obama2.jpg"))
@@ -160,6 +171,15 @@ def test_search_duplicates_rpc(flagging: tuple[ServerThread, FvsClient, Path]) -
     assert unknown.reason == "CITIZEN_NOT_FOUND"
     no_face = _refusal(lambda: client.search_duplicates(image=b"not an image"))
     assert no_face.code == "INVALID_ARGUMENT"
+
+    # the same through the command line
+    capsys.readouterr()
+    photo_path = Path(__file__).resolve().parents[1] / "data" / "obama2.jpg"
+    assert main(["registry", "search-duplicates", "--image", str(photo_path), "--k", "2",
+                 "--server", running.address]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(A) and lines[0].endswith("DUPLICATE")
+    assert lines[1].startswith(C) and not lines[1].endswith("DUPLICATE")
 
 
 def test_dedup_scan_finds_the_pairs(
