@@ -3,6 +3,7 @@ process, metrics ports, group health, and refusing a port a plain server holds."
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import socket
 import subprocess
@@ -109,8 +110,12 @@ def test_a_group_process_shares_rate_limits_and_names_itself(tmp_path: Path) -> 
         ctx.Value("b", group.RUN, lock=False),
     )
     parts = build_parts(settings)
+
+    async def build() -> FvsServer:  # grpc.aio makes its server on a running loop
+        return FvsServer(settings, parts, member)
+
     try:
-        server = FvsServer(settings, parts, member)
+        server = asyncio.run(build())
         assert isinstance(parts.gate.policy.limiter, SharedRateLimiter)
         assert server.observer.process == "1"
     finally:
