@@ -45,7 +45,7 @@ from typing import Any
 
 from fvs.access.rate import SharedRateLimiter
 from fvs.config import Settings
-from fvs.errors import ConfigError
+from fvs.errors import ConfigError, FvsError
 from fvs.observability.logs import configure
 from fvs.store.db import private_dir
 
@@ -126,6 +126,31 @@ def _child_main(
         raise SystemExit(EXIT_UNAVAILABLE) from exc
 
 
+def _prepare_main(
+    settings: Settings, result: Any, log_level: str, log_format: str
+) -> None:  # pragma: no cover - runs in a spawned process (covered by tests/e2e)
+    """Check the configuration and create or migrate the stores and keys; send None, or the
+    failure as (kind, message)."""
+    from fvs.api.server import (  # noqa: PLC0415  (it imports this module)
+        build_parts,
+        check_insecure_address,
+        server_credentials,
+    )
+
+    configure(log_level, log_format)  # type: ignore[arg-type]
+    try:
+        if settings.access.insecure:
+            check_insecure_address(settings.server.address)
+        server_credentials(settings.access)
+        build_parts(settings).close()
+    except ConfigError as exc:
+        result.send(("ConfigError", str(exc)))
+    except (OSError, FvsError) as exc:
+        result.send(("OSError", str(exc)))
+    else:
+        result.send(None)
+
+
 class Supervisor:
     def __init__(self, settings: Settings, log_level: str = "INFO", log_format: str = "text"):
         self.settings = settings
@@ -145,23 +170,31 @@ class Supervisor:
         self.rate_file = settings.store.data_dir / RATE_FILE
 
     def _check(self) -> None:
-        from fvs.api.server import (  # noqa: PLC0415  (it imports this module)
-            build_parts,
-            check_insecure_address,
-            server_credentials,
-        )
-
         address = self.settings.server.address
         _, _, port = address.rpartition(":")
         if not port.isdigit() or int(port) == 0:
             raise ConfigError(f"--processes {self.n} needs a fixed port to share (not {address!r})")
-        if self.settings.access.insecure:
-            check_insecure_address(address)
-        server_credentials(self.settings.access)  # fail before starting anything
         check_shareable(address)
-        # Create (or migrate) the stores and keys once, here: N children doing it at once on
-        # a new data directory would race (two template keys, two audit chain keys).
-        build_parts(self.settings).close()
+        # The configuration checks, and the stores and keys created (or migrated) once, in a
+        # one-shot process: N children doing it at once on a new data directory would race
+        # (two template keys, two audit chain keys), and doing it here would load grpc,
+        # onnxruntime and OpenCV into the supervisor for nothing (49 MiB instead of 172).
+        receiving, sending = self.ctx.Pipe(duplex=False)
+        prepare = self.ctx.Process(
+            target=_prepare_main,
+            args=(self.settings, sending, self.log_level, self.log_format),
+            name="fvs-serve-prepare",
+        )
+        prepare.start()
+        sending.close()
+        try:
+            failure = receiving.recv()
+        except EOFError:
+            failure = ("OSError", f"the preparing process died ({_how(prepare.exitcode)})")
+        prepare.join()
+        if failure is not None:
+            kind, message = failure
+            raise ConfigError(message) if kind == "ConfigError" else OSError(message)
 
     def _start(self, index: int) -> None:
         member = GroupMember(index, self.n, self.states, self.rate_file, self.control)

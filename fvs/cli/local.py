@@ -178,7 +178,6 @@ def _audit_location(cmd: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fvs.api.server import serve
     from fvs.errors import ConfigError
 
     s = settings(
@@ -197,10 +196,12 @@ def _serve(args: argparse.Namespace) -> int:
     if s.server.processes < 1:
         raise ConfigError(f"--processes must be at least 1, not {s.server.processes}")
     try:
-        if s.server.processes > 1:
+        if s.server.processes > 1:  # the supervisor loads neither grpc nor the model
             from fvs.api.group import run_group
 
             return run_group(s, args.log_level, args.log_format)
+        from fvs.api.server import serve
+
         asyncio.run(serve(s))
     except OSError as exc:
         print(f"error: cannot serve: {exc}", file=sys.stderr)
