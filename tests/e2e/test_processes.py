@@ -175,3 +175,80 @@ def test_two_processes_on_one_port(tmp_path: Path) -> None:
         check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert verified.returncode == 0, verified.stderr
+
+
+def test_a_permits_rate_limit_holds_for_the_group(tmp_path: Path) -> None:
+    """Two processes share the permit's bucket: a burst of 3 allows 3 calls between them, not
+    3 each (the calls alternate between the processes; an allowed call is refused afterwards
+    CITIZEN_NOT_FOUND, before the model, so no face is needed)."""
+    import datetime as dt
+
+    from fvs.access.admin import AdminService
+    from fvs.access.gate import Gate
+    from fvs.access.model import Caller
+    from fvs.access.policy import ConsentRules
+    from fvs.api.client import ClientTls
+    from fvs.pki import init_pki, server_dir
+    from tests.e2e.conftest import free_port
+
+    data = tmp_path / "data"
+    ca, _ = init_pki(tmp_path / "pki", "Test Authority", [])
+    gateway = ca.issue("gateway", "BANK-A")
+    assert gateway.key_pem is not None
+    operator = Caller(local_operator="test")
+    admin = AdminService(Gate.open(data, ConsentRules()), ca.pem)
+    admin.add_agency(operator, "BANK-A", "PRIVATE", "Bank A", "0107536000001", "banking", [])
+    permit = admin.grant_permit(
+        operator, "BANK-A", ["KYC"], None, dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    )
+    admin.set_rate_limit(operator, permit.id, 0.001, 3)
+    admin.register_system(operator, "BANK-A", "gateway", cert_pem=gateway.cert_pem)
+    admin.gate.close()
+    address = f"127.0.0.1:{free_port()}"
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fvs", "serve", "--tls-dir", str(server_dir(tmp_path / "pki")),
+             "--address", address, "--data-dir", str(data), "--providers", "cpu",
+             "--processes", "2"],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "FVS_MODEL__WARMUP_RUNS": "1"},
+        )  # fmt: skip
+    tls = ClientTls(ca.pem, gateway.cert_pem, gateway.key_pem)
+    clients: dict[str, FvsClient] = {}
+    try:
+        with FvsClient(address, timeout_s=2, tls=tls) as probe:
+
+            def serving() -> bool:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    return probe.health() == "SERVING"
+                except CallFailedError:
+                    return False
+
+            _within(serving, 120.0)
+        for _ in range(64):
+            client = FvsClient(address, timeout_s=30, tls=tls, own_connection=True)
+            index = _process_of(client)
+            if index in clients:
+                client.channel.close()
+            else:
+                clients[index] = client
+            if len(clients) == 2:
+                break
+        assert len(clients) == 2
+        reasons = []
+        for k in range(8):
+            try:
+                clients[str(k % 2)].verify(
+                    UNKNOWN, photo("obama.jpg"), "KYC", "CONSENT-1", dt.datetime.now(dt.UTC)
+                )
+            except CallFailedError as exc:
+                reasons.append(exc.reason)
+    finally:
+        for client in clients.values():
+            client.channel.close()
+        proc.terminate()
+        proc.wait(60)
+    assert reasons.count("CITIZEN_NOT_FOUND") == 3, reasons  # the burst, once for the group
+    assert reasons.count("RATE_LIMITED") == 5, reasons
