@@ -38,6 +38,11 @@ class ServerSettings(BaseModel):
     # Seconds between checks of the audit trail and the stores for the health service (a call
     # that fails closed reports NOT_SERVING at once; the check reports SERVING again).
     health_probe_s: float = Field(default=2.0, gt=0, le=300)
+    # Serving processes (`fvs serve --processes N`, fvs.api.group): N > 1 starts N children
+    # sharing the port (SO_REUSEPORT), each with its own model sessions (onnxruntime threads:
+    # the cores divided by N) and template index, state shared through the store. Default by
+    # measurement on 2 cores (README "Performance").
+    processes: int = Field(default=1, ge=1, le=64)
     # Share the port with other FVS processes (SO_REUSEPORT, multi-process serving); off, a
     # taken address is an error at start.
     reuse_port: bool = False

@@ -72,17 +72,31 @@ class ClientTls:
 
 
 def channel(
-    address: str, tls: ClientTls | None, max_message_bytes: int = 16 * 1024 * 1024
+    address: str,
+    tls: ClientTls | None,
+    max_message_bytes: int = 16 * 1024 * 1024,
+    own_connection: bool = False,
 ) -> grpc.Channel:
-    options = [("grpc.max_send_message_length", max_message_bytes)]
+    """``own_connection``: a TCP connection of this channel's own (gRPC otherwise shares one
+    between channels to the same address with the same options). A server of several
+    processes (`fvs serve --processes N`) spreads connections, not calls, across them."""
+    options: list[tuple[str, int]] = [("grpc.max_send_message_length", max_message_bytes)]
+    if own_connection:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     if tls is None:
         return grpc.insecure_channel(address, options=options)
     return grpc.secure_channel(address, tls.credentials(), options=options)
 
 
 class FvsClient:
-    def __init__(self, address: str, timeout_s: float = 30.0, tls: ClientTls | None = None) -> None:
-        self.channel = channel(address, tls)
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 30.0,
+        tls: ClientTls | None = None,
+        own_connection: bool = False,
+    ) -> None:
+        self.channel = channel(address, tls, own_connection=own_connection)
         self.timeout_s = timeout_s
         self._verify = verification_pb2_grpc.FaceVerificationStub(self.channel)
         self._registry = registry_pb2_grpc.RegistryStub(self.channel)
