@@ -65,6 +65,16 @@ def pair(store_settings: StoreSettings) -> Iterator[tuple[SqlCitizenStore, SqlCi
     reader.close()
 
 
+@pytest.fixture
+def sqlite_pair(tmp_path: Path) -> Iterator[tuple[SqlCitizenStore, SqlCitizenStore]]:
+    """Two stores on one SQLite data directory (what SQLite-only behaviour is tested on)."""
+    settings = StoreSettings(data_dir=tmp_path / "data")
+    writer, reader = open_registry(settings), open_registry(settings)
+    yield writer, reader
+    writer.close()
+    reader.close()
+
+
 def _follow(
     reader: SqlCitizenStore, interval_s: float = 0.02
 ) -> tuple[IndexSync, Holder, Recorder]:
@@ -97,11 +107,9 @@ def test_enrolment_reenrolment_and_erasure_are_followed(
 
 
 def test_sqlite_polls_by_sequence_number(
-    pair: tuple[SqlCitizenStore, SqlCitizenStore],
+    sqlite_pair: tuple[SqlCitizenStore, SqlCitizenStore],
 ) -> None:
-    writer, reader = pair
-    if reader.backend != "sqlite":
-        pytest.skip("sequence polling is SQLite's")
+    writer, reader = sqlite_pair
     vectors = random_templates(3, DIM, seed=2)
     writer.add_template(CITIZEN, MODEL, vectors[0], create=minimal_citizen(CITIZEN))
     index = TemplateIndex(MODEL, DIM)
@@ -142,11 +150,9 @@ def test_bulk_load_rebuilds_in_the_background_and_swaps(
 
 
 def test_a_reader_that_missed_pruned_changes_rebuilds(
-    pair: tuple[SqlCitizenStore, SqlCitizenStore], monkeypatch: pytest.MonkeyPatch
+    sqlite_pair: tuple[SqlCitizenStore, SqlCitizenStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer, reader = pair
-    if reader.backend != "sqlite":
-        pytest.skip("PostgreSQL readers catch up by time")
+    writer, reader = sqlite_pair
     vectors = random_templates(3, DIM, seed=3)
     holder = Holder(TemplateIndex(MODEL, DIM))
     follower = TemplateIndexFollower(reader, lambda: holder.index, holder.swap)
