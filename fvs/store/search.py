@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -55,13 +56,16 @@ class Candidate:
 class SearchParams:
     """``flat_max``: ``auto`` searches every row up to this many rows, ``ivf`` above;
     ``nlist``: IVF cells (0: about 2 sqrt(n), a power of two); ``nprobe``: cells searched
-    (0: nlist / 16, at least 32); ``shortlist``: candidates re-scored exactly."""
+    (0: nlist / 16, at least 32); ``shortlist``: candidates re-scored exactly;
+    ``search_threads``: OpenMP threads of one search (1: on a shared machine a single query
+    spread over several threads waits on the busiest core, benchmarks/dedup_search.py)."""
 
     kind: str = "auto"
     flat_max: int = 100_000
     nlist: int = 0
     nprobe: int = 0
     shortlist: int = 256
+    search_threads: int = 1
 
     def resolve(self, rows: int) -> str:
         if self.kind not in KINDS:
@@ -131,6 +135,7 @@ class SearchIndex:
         """Train (IVF) and add every row written so far; returns self."""
         start = time.perf_counter()
         with self._lock:
+            faiss.omp_set_num_threads(os.cpu_count() or 1)  # a search may have lowered it
             self._train()
             self._catch_up()
         self.build_seconds = time.perf_counter() - start
@@ -173,6 +178,8 @@ class SearchIndex:
             self._catch_up()
             if self._covered == 0:
                 return []
+            # per calling thread (an OpenMP setting is the thread's own)
+            faiss.omp_set_num_threads(self.params.search_threads)
             _, found = self._index.search(probe, min(fetch, self._covered))
         rows = found[0][found[0] >= 0].astype(np.int64)
         if rows.size == 0:
