@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,21 @@ from fvs.evaluation.dataset import Dataset
 from fvs.evaluation.embeddings import embed_dataset
 from fvs.pipeline.score import CalibratedMapping
 from fvs.store.search import SearchParams
+from fvs.store.synthetic import template_chunk
 
 
 def _label(n: int, kind: str) -> str:
     return "no distractors" if n == 0 else f"+{n:,} {kind} distractors"
+
+
+def _bar(label: str, show: bool) -> Callable[[Sequence[int]], Sequence[int]]:
+    def wrap(steps: Sequence[int]) -> Sequence[int]:
+        bar: Sequence[int] = tqdm(
+            steps, desc=label, unit="search", disable=not show, mininterval=1.0
+        )
+        return bar
+
+    return wrap
 
 
 def _face_like(args: argparse.Namespace, evaluation: Any) -> tuple[d.FaceLike, np.ndarray]:
@@ -71,9 +83,7 @@ def run(
             params,
             args.candidates,
             args.seed,
-            progress=lambda r, label=_label(n, kind): tqdm(
-                r, desc=label, unit="search", disable=not progress, mininterval=1.0
-            ),
+            progress=_bar(_label(n, kind), progress),
         )
         points = d.sweep(searches, mapping, fmrs)
         label = _label(n, kind)
@@ -90,7 +100,7 @@ def run(
                 "gallery_fill_s": filled,
                 "run_s": time.perf_counter() - start,
                 "truncated_any": any(p["truncated_searches"] for p in points),
-                "at": [p for p in points if any(math.isclose(p["max_fmr"], f) for f in d.REPORT_FMRS)],
+                "at": [p for p in points if _reported(p["max_fmr"])],
                 "sweep": points,
             }
         )
@@ -104,7 +114,7 @@ def run(
             {
                 f"real photos ({args.face_like_from})": real_others.astype(np.float32),
                 "face-like (Gaussian fitted on them)": face_like.sample(0, m, args.seed + 1),
-                "isotropic (registry synthetic)": d.template_chunk(0, m, dim, args.seed + 1),
+                "isotropic (registry synthetic)": template_chunk(0, m, dim, args.seed + 1),
             },
             mapping,
         )
@@ -156,6 +166,10 @@ def run(
     _print(report)
     print(f"report {path}; plot {plot.name}")
     return 0
+
+
+def _reported(fmr: float) -> bool:
+    return any(math.isclose(fmr, f) for f in d.REPORT_FMRS)
 
 
 def _pct(value: float | None) -> str:

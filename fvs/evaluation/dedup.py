@@ -164,7 +164,9 @@ class FaceLike:
             )
         cov = np.cov(x, rowvar=False)
         cov += np.eye(cov.shape[0]) * 1e-6 * np.trace(cov) / cov.shape[0]  # numerical floor
-        return cls(x.mean(axis=0), np.linalg.cholesky(cov), source, int(x.shape[0]))
+        mean = np.asarray(x.mean(axis=0), dtype=np.float64)
+        factor = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
+        return cls(mean, factor, source, int(x.shape[0]))
 
     def sample(self, start: int, count: int, seed: int) -> Vectors:
         rng = np.random.default_rng([seed, 0xD15, start])
@@ -330,10 +332,13 @@ def sweep(
         rates = identification_rates(searches.similarity, bars, searches.mate, searches.mated)
         # searches whose list was full with its last candidate at its bar: a longer list
         # might have raised more
-        truncated = int(np.count_nonzero(searches.full & (searches.similarity[:, -1] >= bars[:, -1])))
-        predicted = float(
-            np.mean([expected_fpir(fmr, int(n)) for n in searches.gallery[~searches.mated]])
-        ) if (~searches.mated).any() else None
+        last_at_bar = searches.similarity[:, -1] >= bars[:, -1]
+        truncated = int(np.count_nonzero(searches.full & last_at_bar))
+        predicted = (
+            float(np.mean([expected_fpir(fmr, int(n)) for n in searches.gallery[~searches.mated]]))
+            if (~searches.mated).any()
+            else None
+        )
         fnir, fpir = rates["fnir"], rates["fpir"]
         points.append(
             {
