@@ -39,7 +39,7 @@ def _bar(label: str, show: bool) -> Callable[[Sequence[int]], Sequence[int]]:
 
 
 def _face_like(args: argparse.Namespace, evaluation: Any) -> tuple[d.FaceLike, np.ndarray]:
-    folder = args.face_like_from
+    folder = args.distractor_photos
     dataset = Dataset.scan_population(folder)
     embedded = embed_dataset(evaluation.pipeline, dataset, args.cache, not args.no_progress)
     vectors = embedded.vectors[embedded.ok]
@@ -63,13 +63,17 @@ def run(
     fmrs = d.sweep_fmrs()
     weighting = DuplicateRule.from_mapping(mapping, 1e-6)  # any max_fmr: only its weights
     face_like, real_others = (
-        _face_like(args, evaluation) if args.face_like_from is not None else (None, None)
+        _face_like(args, evaluation) if args.distractor_photos is not None else (None, None)
     )
     progress = not args.no_progress
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[dict[str, Any]]] = {}
     plan = [(0, "none")] if 0 in args.distractors else []
-    plan += [(n, k) for k in kinds for n in sorted(set(args.distractors)) if n > 0]
+    for k in kinds:
+        sizes = {n for n in args.distractors if n > 0}
+        if k == "real" and face_like is not None:  # as many real photos as there are
+            sizes = {min(n, face_like.fitted_on) for n in sizes}
+        plan += [(n, k) for n in sorted(sizes)]
     for n, kind in plan:
         start = time.perf_counter()
         templates = d.gallery(
@@ -112,7 +116,7 @@ def run(
         check = d.impostor_check(
             photos.vectors,
             {
-                f"real photos ({args.face_like_from})": real_others.astype(np.float32),
+                f"real photos ({args.distractor_photos})": real_others.astype(np.float32),
                 "face-like (Gaussian fitted on them)": face_like.sample(0, m, args.seed + 1),
                 "isotropic (registry synthetic)": template_chunk(0, m, dim, args.seed + 1),
             },
@@ -151,7 +155,7 @@ def run(
             }
             for f in d.REPORT_FMRS
         },
-        "face_like": {"fitted_on": face_like.source, "embeddings": face_like.fitted_on}
+        "distractor_photos": {"folder": face_like.source, "embeddings": face_like.fitted_on}
         if face_like is not None
         else None,
         "impostor_check": check,

@@ -102,17 +102,18 @@ def register(sub: Any) -> None:
     )
     dd.add_argument(
         "--distractor-kind",
-        choices=["isotropic", "face-like"],
+        choices=["isotropic", "face-like", "real"],
         action="append",
         help="isotropic: random unit vectors (the registry's synthetic templates); face-like: "
-        "drawn from a Gaussian fitted to --face-like-from (repeatable; default isotropic)",
+        "drawn from a Gaussian fitted to the embeddings of --distractor-photos; real: those "
+        "embeddings themselves, at most as many as there are (repeatable; default isotropic)",
     )
     dd.add_argument(
-        "--face-like-from",
+        "--distractor-photos",
         type=Path,
         metavar="DIR",
-        help="photos to fit the face-like distractors on (flat folder or identity "
-        "subfolders; never the evaluation set)",
+        help="photos of people not in DATASET for the face-like and real distractors (flat "
+        "folder: each photo a person); never the evaluation set",
     )
     dd.add_argument(
         "--search-kind",
@@ -402,8 +403,9 @@ def _eval_dedup(args: argparse.Namespace) -> int:
         print("error: --distractors takes counts >= 0", file=sys.stderr)
         return EXIT_USAGE
     kinds = args.distractor_kind or ["isotropic"]
-    if "face-like" in kinds and (args.face_like_from is None or not args.face_like_from.is_dir()):
-        print("error: face-like distractors need --face-like-from DIR", file=sys.stderr)
+    photos = args.distractor_photos
+    if set(kinds) - {"isotropic"} and (photos is None or not photos.is_dir()):
+        print("error: face-like and real distractors need --distractor-photos DIR", file=sys.stderr)
         return EXIT_USAGE
     evaluation, s = _evaluation(args)
     mapping = _mapping(evaluation, None)

@@ -41,7 +41,7 @@ from fvs.store.synthetic import template_chunk
 Vectors = npt.NDArray[np.float32]
 PHOTO_BASE = 1_000_000_000_000  # citizen ID of photo k: PHOTO_BASE + k
 DISTRACTOR_BASE = 9_000_000_000_000  # citizen ID of distractor k: DISTRACTOR_BASE + k
-DISTRACTOR_KINDS = ("isotropic", "face-like")
+DISTRACTOR_KINDS = ("isotropic", "face-like", "real")
 REPORT_FMRS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9)
 TARGET_FNIR = 0.08
 TARGET_FPIR = 0.005
@@ -153,6 +153,7 @@ class FaceLike:
     factor: npt.NDArray[np.float64]  # lower Cholesky factor of the covariance
     source: str
     fitted_on: int
+    photos: Vectors  # the embeddings it was fitted on (the "real" distractors)
 
     @classmethod
     def fit(cls, vectors: Vectors, source: str) -> FaceLike:
@@ -166,7 +167,7 @@ class FaceLike:
         cov += np.eye(cov.shape[0]) * 1e-6 * np.trace(cov) / cov.shape[0]  # numerical floor
         mean = np.asarray(x.mean(axis=0), dtype=np.float64)
         factor = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
-        return cls(mean, factor, source, int(x.shape[0]))
+        return cls(mean, factor, source, int(x.shape[0]), np.asarray(vectors, np.float32))
 
     def sample(self, start: int, count: int, seed: int) -> Vectors:
         rng = np.random.default_rng([seed, 0xD15, start])
@@ -178,11 +179,16 @@ class FaceLike:
 def distractor_chunks(
     count: int, dim: int, kind: str, seed: int, face_like: FaceLike | None
 ) -> Iterator[tuple[int, Vectors]]:
-    """(start, block) of ``count`` distractor templates, in bounded memory."""
+    """(start, block) of ``count`` distractor templates, in bounded memory; ``real``: the
+    photos ``face_like`` was fitted on, as they are (at most as many as there are)."""
     if kind not in DISTRACTOR_KINDS:
         raise ValueError(f"unknown distractor kind {kind!r}")
-    if kind == "face-like" and face_like is None:
-        raise ValueError("face-like distractors need embeddings to fit them on")
+    if kind != "isotropic" and face_like is None:
+        raise ValueError(f"{kind} distractors need embeddings of real photos")
+    if kind == "real":
+        assert face_like is not None
+        yield 0, face_like.photos[:count]
+        return
     for start in range(0, count, _CHUNK):
         n = min(_CHUNK, count - start)
         if kind == "isotropic":
@@ -421,7 +427,7 @@ def write_det(
 
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    for label, points in curves.items():
+    for number, (label, points) in enumerate(curves.items()):
         pts = [p for p in points if p["fnir"] is not None and p["fpir"] is not None]
         if not pts:
             continue
@@ -433,6 +439,8 @@ def write_det(
         for p, xi, yi in zip(pts, x, y, strict=True):
             if any(math.isclose(p["max_fmr"], f) for f in marked):
                 ax.plot(xi, yi, "o", color=line.get_color(), ms=4)
+                if number:  # the first curve's labels are enough
+                    continue
                 ax.annotate(
                     f"{p['max_fmr']:.0e}",
                     (xi, yi),
