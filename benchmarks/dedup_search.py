@@ -218,7 +218,7 @@ def main() -> int:
     )
     p.add_argument("--threads", type=int, nargs="+", default=[1], help="search threads")
     p.add_argument("--encoding", choices=["f32", "f16", "i8"], default="i8")
-    p.add_argument("--max-fmr", type=float, default=5e-7, help="the duplicate bar")
+    p.add_argument("--max-fmr", type=float, default=1e-6, help="the duplicate bar")
     p.add_argument("--k", type=int, default=10, help="candidates a search returns")
     p.add_argument("--queries", type=int, default=400, help="planted pairs (queries)")
     p.add_argument(
