@@ -117,7 +117,7 @@ def register(sub: Any) -> None:
     )
     dd.add_argument(
         "--search-kind",
-        choices=["auto", "flat", "ivf"],
+        choices=["auto", "flat", "pq", "ivf"],
         default="auto",
         help="SearchIndex kind (default auto, as the service)",
     )
