@@ -239,9 +239,10 @@ class DedupSettings(BaseModel):
     max_fmr: float = Field(default=1e-6, gt=0, lt=1)
     # Candidates reported (ErrorInfo counts all at or above the threshold among these).
     candidates: int = Field(default=5, ge=1, le=100)
-    # The search index: flat (every row) up to flat_max templates, IVF above (fvs.store.search).
-    index_kind: Literal["auto", "flat", "ivf"] = "auto"
-    flat_max: int = Field(default=100_000, ge=0)
+    # The search index (fvs.store.search): flat float16 up to flat_max templates, 4-bit PQ
+    # codes scanned in full above (IVF missed real duplicates at the threshold: README).
+    index_kind: Literal["auto", "flat", "pq", "ivf"] = "auto"
+    flat_max: int = Field(default=10_000, ge=0)
     nprobe: int = Field(default=0, ge=0)
     shortlist: int = Field(default=256, ge=1, le=100_000)
 

@@ -96,8 +96,8 @@ class DuplicateSearch:
     def needs_rebuild(self) -> bool:
         """When the live index has drifted from what a fresh build would be: a quarter of
         its rows dead (replaced or erased templates), or the registry grown past what its
-        kind was chosen for (flat -> IVF), or an IVF index grown fourfold since it was
-        trained (its cells too coarse)."""
+        kind was chosen for (flat -> PQ), or a trained index (PQ, IVF) grown fourfold since
+        it was trained (codebooks from too few rows)."""
         index = self._index
         if index is None:
             return False
@@ -106,7 +106,7 @@ class DuplicateSearch:
             return True
         if index.params.resolve(rows) != index.kind:
             return True
-        return index.kind == "ivf" and rows > 4 * index.trained_on
+        return index.kind in ("ivf", "pq") and rows > 4 * index.trained_on
 
     def maybe_rebuild(self) -> bool:
         """Start a background rebuild when :meth:`needs_rebuild` (one at a time); searches

@@ -7,11 +7,18 @@ yet before each search, and tells live rows from dead ones by asking the templat
 erased citizen or a replaced version never comes back as a candidate, without any removal
 from faiss. Dead rows are dropped when the index is rebuilt (:meth:`rebuilt`).
 
-Two kinds, chosen by size (README "Duplicate search" gives the measurements):
+Three kinds; ``auto`` takes ``flat`` up to ``flat_max`` rows and ``pq`` above (README
+"Duplicate search" and docs/benchmarks/dedup_search*.json give the measurements):
 
 * ``flat``: every row, brute force: inner products over float16 copies (faiss
   ``IndexScalarQuantizer`` fp16, needing no training; 1 KB a 512-d template), the shortlist
   re-scored exactly.
+* ``pq``: every row, brute force, over 4-bit product-quantised codes scanned by SIMD
+  (``IndexPQFastScan``, dim/8 sub-quantizers: 32 bytes a 512-d template), the shortlist
+  re-scored exactly. Duplicate pairs sit at cosines of 0.4-0.6, far apart in 512
+  dimensions: an inverted file misses them unless it searches about half its cells (measured:
+  0.91 of planted duplicates in the shortlist with a quarter of 256 cells probed), while a
+  full scan of compact codes keeps them (0.997 at 10^6) for a cost linear in the rows.
 * ``ivf``: an inverted file over ``nlist`` k-means cells with 4-bit product-quantised codes
   scanned by SIMD (``IndexIVFPQFastScan``: 32 bytes a template), searched in ``nprobe``
   cells for a shortlist whose candidates are then scored exactly from the template index.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -40,7 +48,7 @@ from fvs.store.index import TemplateIndex
 log = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
-KINDS = ("auto", "flat", "ivf")
+KINDS = ("auto", "flat", "pq", "ivf")
 _ADD_BLOCK = 65536
 
 
@@ -54,22 +62,26 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SearchParams:
-    """``flat_max``: ``auto`` searches every row up to this many rows, ``ivf`` above;
+    """``flat_max``: ``auto`` searches float16 copies of every row up to this many rows,
+    product-quantised codes of every row (``pq``) above;
     ``nlist``: IVF cells (0: about 2 sqrt(n), a power of two); ``nprobe``: cells searched
-    (0: nlist / 16, at least 32); ``shortlist``: candidates re-scored exactly."""
+    (0: nlist / 16, at least 32); ``shortlist``: candidates re-scored exactly;
+    ``search_threads``: OpenMP threads of one search (1: on a shared machine a single query
+    spread over several threads waits on the busiest core, benchmarks/dedup_search.py)."""
 
     kind: str = "auto"
-    flat_max: int = 100_000
+    flat_max: int = 10_000
     nlist: int = 0
     nprobe: int = 0
     shortlist: int = 256
+    search_threads: int = 1
 
     def resolve(self, rows: int) -> str:
         if self.kind not in KINDS:
             raise ValueError(f"unknown search index kind {self.kind!r}")
         if self.kind != "auto":
             return self.kind
-        return "flat" if rows <= self.flat_max else "ivf"
+        return "flat" if rows <= self.flat_max else "pq"
 
     def cells(self, rows: int) -> int:
         if self.nlist:
@@ -102,6 +114,12 @@ class SearchIndex:
                 dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
             )
             return faiss.IndexIDMap2(flat)
+        if self.kind == "pq":
+            # 4-bit PQ with dim/8 sub-quantizers (64 for 512-d): 32 bytes a code; IndexIDMap
+            # (8 bytes a row) rather than IDMap2, whose reverse map costs ~10x that
+            return faiss.IndexIDMap(
+                faiss.IndexPQFastScan(dim, dim // 8, 4, faiss.METRIC_INNER_PRODUCT)
+            )
         nlist = self.params.cells(rows)
         quantizer = faiss.IndexFlatIP(dim)
         # 4-bit PQ with dim/8 sub-quantizers (64 for 512-d): 32 bytes a code
@@ -112,11 +130,24 @@ class SearchIndex:
         return index
 
     def _train(self) -> None:
-        """IVF: k-means cells and PQ codebooks from a sample of the live rows."""
-        if self.kind != "ivf" or self._index.is_trained:
+        """IVF: k-means cells and PQ codebooks, PQ: codebooks, from a sample of the rows."""
+        if self.kind == "flat" or self._index.is_trained:
             return
         index = self._index
         size = self.templates.rows_used
+        if self.kind == "pq":
+            if size < 1024:
+                raise ValueError(
+                    f"a product-quantised index needs at least 1024 templates to train its "
+                    f"codebooks ({size} enrolled): use the flat kind"
+                )
+            rng = np.random.default_rng(0)
+            want = min(size, 65536)
+            rows = np.sort(rng.choice(size, size=want, replace=False)) if size > want else None
+            index.train(
+                self.templates.gather(rows) if rows is not None else self.templates.vectors(0, size)
+            )
+            return
         want = min(size, max(64 * int(index.nlist), 65536), 262_144)
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(size, size=want, replace=False)) if size > want else None
@@ -135,6 +166,7 @@ class SearchIndex:
         start = time.perf_counter()
         with self._lock:
             self.trained_on = self.templates.rows_used
+            faiss.omp_set_num_threads(os.cpu_count() or 1)  # a search may have lowered it
             self._train()
             self._catch_up()
         self.build_seconds = time.perf_counter() - start
@@ -192,6 +224,8 @@ class SearchIndex:
             self._catch_up()
             if self._covered == 0:
                 return [[] for _ in range(n)]
+            # per calling thread (an OpenMP setting is the thread's own)
+            faiss.omp_set_num_threads(self.params.search_threads)
             _, found = self._index.search(probes, min(fetch, self._covered))
         out: list[list[Candidate]] = []
         for i in range(n):
@@ -204,7 +238,9 @@ class SearchIndex:
             if rows.size == 0:
                 out.append([])
                 continue
-            sims = self.templates.gather(rows) @ probes[i]  # exact, whatever the faiss kind
+            # exact, whatever the faiss kind; einsum, not BLAS: a BLAS call this small spreads
+            # over threads that wait on busy cores (milliseconds on a shared machine)
+            sims = np.einsum("ij,j->i", self.templates.gather(rows), probes[i])
             order = np.argsort(-sims, kind="stable")[:k]
             versions = self.templates.versions_of(rows)
             out.append(
@@ -236,6 +272,8 @@ class SearchIndex:
         dim = self.templates.dim
         if self.kind == "flat":
             return self._covered * (dim * 2 + 16)
+        if self.kind == "pq":  # codes and ids per row, and the codebooks
+            return self._covered * (dim // 16 + 8) + 16 * dim * 4
         # codes (dim/8 sub-quantizers x 4 bits) and ids per row, plus the cell centroids
         return self._covered * (dim // 16 + 8) + int(self._index.nlist) * dim * 4
 
@@ -266,7 +304,14 @@ class SearchIndex:
         if index.d != templates.dim or index.ntotal > covered:
             raise ValueError("the persisted search index does not fit this template index")
         made._index = index
-        made.kind = "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+        inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+        made.kind = (
+            "ivf"
+            if isinstance(index, faiss.IndexIVF)
+            else "pq"
+            if isinstance(inner, faiss.IndexPQFastScan)
+            else "flat"
+        )
         made._covered = covered
         made.skipped = covered - int(index.ntotal)  # rows left out when they were covered
         made.trained_on = covered

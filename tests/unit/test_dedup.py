@@ -75,7 +75,7 @@ def test_rule_needs_a_calibrated_pack() -> None:
         DuplicateRule.from_mapping(LogisticMapping(0.3, 20.0), 0.0)
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "pq", "ivf"])
 def test_search_finds_live_templates_only(kind: str) -> None:
     n = 3000
     ids = _ids(n)
@@ -127,7 +127,7 @@ def test_ivf_needs_enough_templates() -> None:
 
 def test_auto_kind_by_size() -> None:
     params = SearchParams(kind="auto", flat_max=1000)
-    assert params.resolve(1000) == "flat" and params.resolve(1001) == "ivf"
+    assert params.resolve(1000) == "flat" and params.resolve(1001) == "pq"
     assert params.cells(10**6) == 2048 and params.probes(2048) == 128
     with pytest.raises(ValueError):
         SearchParams(kind="hnsw").resolve(1)
@@ -165,9 +165,9 @@ def test_rebuild_in_the_background_when_due(mapping) -> None:  # type: ignore[no
     assert search.index.covered == templates.rows_used and search.index.dead == 0
     assert not search.needs_rebuild()
     assert search.search(vectors[700], 1)[0].citizen_id == ids[700]
-    # grown past what the flat kind is for: the rebuild is an IVF index
+    # grown past what the flat kind is for: the rebuild is a PQ index
     more = random_templates(1500, 512, 12)
     templates.put_many(_ids(1500, base=1_200_000_000_000), more, [1] * 1500)
     assert search.needs_rebuild() and search.maybe_rebuild() and search.wait_ready(120)
-    assert search.index is not None and search.index.kind == "ivf"
+    assert search.index is not None and search.index.kind == "pq"
     assert search.search(more[3], 1)[0].citizen_id == _ids(1500, base=1_200_000_000_000)[3]
