@@ -47,7 +47,7 @@ from fvs.pipeline.score import LogisticMapping
 from fvs.pki import ca_keys_in
 from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
-from fvs.store.factory import open_access, open_registry
+from fvs.store.factory import open_access, open_registry, open_snapshots
 from fvs.store.registry import SqlCitizenStore
 from fvs.store.sync import IndexSync
 
@@ -94,6 +94,8 @@ class Parts:
     def close(self) -> None:
         if self.sync is not None:
             self.sync.stop()
+        if self.service.snapshots is not None:
+            self.service.snapshots.stop()
         self.gate.close()
         self.digital_id.cards.close()
         self.service.store.close()
@@ -124,6 +126,7 @@ def build_parts(settings: Settings) -> Parts:
         registry,
         LogisticMapping(settings.score.midpoint, settings.score.slope),
         settings.store.template_encoding,
+        open_snapshots(settings.store, registry),
     )
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),

@@ -12,14 +12,20 @@ cosine error and LFW accuracy of each).
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from fvs.store.base import CitizenStore
+from fvs.store.crypto import TemplateCipher
+from fvs.store.snapshot import Array, load_snapshot, save_snapshot
+
+log = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
 _DTYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8}
@@ -52,6 +58,9 @@ class TemplateIndex:
         self._versions = np.zeros(capacity, dtype=np.int32)
         self._scales = np.ones(capacity if encoding == "i8" else 0, dtype=np.float32)
         self.failed: list[str] = []  # citizens left out when built from the store
+        # The change log's sequence number at the last full read of the store: bulk loads
+        # logged up to it are in the index (fvs.store.index_snapshot).
+        self.base_seq = 0
 
     def _allocate(self, capacity: int) -> npt.NDArray[np.generic]:
         dtype = _DTYPES[self.encoding]
@@ -202,3 +211,81 @@ class TemplateIndex:
     def remove(self, citizen_id: str) -> None:
         with self._lock:
             self._rows.pop(int(citizen_id), None)
+
+    # snapshots (fvs.store.snapshot; when to take and trust one: fvs.store.index_snapshot) ---
+    def export(self) -> dict[str, Array]:
+        """The index as arrays, consistent, without copying the matrix: rows are append-only
+        (a new version goes to a new row, growing copies to a new matrix), so rows
+        [0, size) of the matrix taken here never change afterwards. Erased citizens' rows
+        stay in the matrix (not in ``ids``) until a rebuild from the store."""
+        with self._lock:
+            n = self._size
+            ids = np.fromiter(self._rows.keys(), np.int64, len(self._rows))
+            rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+            matrix = self._matrix[:n]
+            versions = self._versions[:n].copy()
+            scales = self._scales[:n].copy()
+        return {"matrix": matrix, "versions": versions, "scales": scales, "ids": ids, "rows": rows}
+
+    def save(
+        self,
+        path: Path,
+        cipher: TemplateCipher,
+        binding: Mapping[str, Any],
+        meta: Mapping[str, Any],
+    ) -> int:
+        """Seal the index to ``path`` (fvs.store.snapshot.save_snapshot); returns bytes."""
+        arrays = self.export()
+        meta = {**meta, "base_seq": self.base_seq, "rows": int(arrays["matrix"].shape[0])}
+        return save_snapshot(path, arrays, meta, cipher, binding)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        cipher: TemplateCipher,
+        model_id: str,
+        dim: int,
+        encoding: str,
+        expect: Mapping[str, Any],
+        check_meta: Callable[[dict[str, Any]], str | None] | None = None,
+    ) -> tuple[TemplateIndex, dict[str, Any]] | None:
+        """The index saved at ``path``, or None (logged) when it cannot be used. The matrix is
+        read straight into an index with room for a quarter more rows (untouched room costs
+        no memory), so that enrolments after the start do not copy it at once."""
+        made: list[TemplateIndex] = []
+
+        def allocate(name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+            if name != "matrix":
+                return np.empty(shape, dtype=dtype)
+            if len(shape) != 2 or shape[1] != dim or dtype != np.dtype(_DTYPES[encoding]):
+                raise ValueError(f"matrix {shape} {dtype} is not {dim} x {encoding}")
+            index = cls(model_id, dim, shape[0] + shape[0] // 4, encoding=encoding)
+            made.append(index)
+            return index._matrix[: shape[0]]
+
+        loaded = load_snapshot(path, cipher, expect, allocate, check_meta)
+        if loaded is None:
+            return None
+        arrays, meta = loaded
+        index = made[0]
+        n = int(arrays["matrix"].shape[0])
+        ids, rows = arrays["ids"], arrays["rows"]
+        scales_n = n if encoding == "i8" else 0
+        if (
+            arrays["versions"].shape != (n,)
+            or arrays["scales"].shape != (scales_n,)
+            or ids.shape != rows.shape
+            or (rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n))
+        ):
+            log.warning("snapshot %s not used: its arrays do not agree; rebuilding", path)
+            return None
+        index._versions[:n] = arrays["versions"]
+        index._scales[:scales_n] = arrays["scales"]
+        index._rows = dict(zip(ids.tolist(), rows.tolist(), strict=True))
+        if len(index._rows) != ids.shape[0]:
+            log.warning("snapshot %s not used: a citizen twice; rebuilding", path)
+            return None
+        index._size = n
+        index.base_seq = int(meta.get("base_seq", 0))
+        return index, meta
