@@ -60,7 +60,9 @@ class FaceService:
         model_id, dim = pipeline.info.model_id, pipeline.manifest.recognizer.embedding_size
         if self.snapshots is not None:
             self.index = self.snapshots.open_index(model_id, dim, self.index_encoding)
-            source = f"{self.snapshots.source} ({self.snapshots.replayed} changes replayed)"
+            source = self.snapshots.source
+            if source == "snapshot":
+                source += f" ({self.snapshots.replayed} changes replayed)"
         else:
             self.index = TemplateIndex.from_store(self.store, model_id, dim, self.index_encoding)
             source = "store"

@@ -282,7 +282,9 @@ class TemplateIndex:
             return None
         index._versions[:n] = arrays["versions"]
         index._scales[:scales_n] = arrays["scales"]
-        index._rows = dict(zip(ids.tolist(), rows.tolist(), strict=True))
+        for start in range(0, ids.shape[0], 1 << 20):  # bounded temporaries (Python ints)
+            end = start + (1 << 20)
+            index._rows.update(zip(ids[start:end].tolist(), rows[start:end].tolist(), strict=True))
         if len(index._rows) != ids.shape[0]:
             log.warning("snapshot %s not used: a citizen twice; rebuilding", path)
             return None
