@@ -24,15 +24,19 @@ load, every ``interval_s`` while templates change, and at a graceful stop.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fvs.errors import ErrorCode, FvsError
+from fvs.store.db import FILE_MODE, private_dir
 from fvs.store.index import TemplateIndex
 from fvs.store.registry import BULK_CHANGE, SqlCitizenStore
 
@@ -45,6 +49,22 @@ REPLAY_BATCH = 50_000
 def _utc(value: object) -> str:
     stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
     return stamp.astimezone(dt.UTC).isoformat()
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[bool]:
+    """True while this process holds ``lock_path`` (False at once when another does)."""
+    private_dir(lock_path.parent)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def apply_changes(store: SqlCitizenStore, index: TemplateIndex, citizen_ids: Iterable[str]) -> int:
@@ -209,12 +229,15 @@ class IndexSnapshots:
         index = self.index
         if index is None:
             return False
-        with self._save_lock:
+        path = self.path(index.model_id, index.encoding)
+        with self._save_lock, _exclusive(path.with_suffix(".lock")) as mine:
+            if not mine:  # another process on this data directory is writing it
+                log.info("template index snapshot %s: another process is writing it", path)
+                return False
             start = time.perf_counter()
-            last = self.store.last_change()
-            seq, anchor = self._stable_point()
-            path = self.path(index.model_id, index.encoding)
             try:
+                last = self.store.last_change()
+                seq, anchor = self._stable_point()
                 size = index.save(
                     path,
                     self.cipher,

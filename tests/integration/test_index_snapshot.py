@@ -255,3 +255,20 @@ def test_rows_of_erased_citizens_are_not_resurrected(
     assert snaps.save()
     again = start(registry, tmp_path / "c")
     assert again.index is not None and again.index.lookup(CITIZEN_A) is None
+
+
+def test_one_writer_at_a_time_on_one_data_directory(
+    registry: SqlCitizenStore, tmp_path: Path
+) -> None:
+    """Several processes on one data directory: while one writes the snapshot, another skips
+    (and tries again at its next turn) instead of writing the same file at once."""
+    from fvs.store.index_snapshot import _exclusive
+
+    snaps = start(registry, tmp_path / "c")
+    path = snaps.path(MODEL, "i8")
+    with _exclusive(path.with_suffix(".lock")) as held:
+        assert held
+        assert not snaps.save()
+        assert not path.exists()
+    assert snaps.save()
+    assert path.exists()
