@@ -147,7 +147,9 @@ class IndexSnapshots:
 
     def build(self, model_id: str, dim: int, encoding: str) -> TemplateIndex:
         base = self.store.last_change()  # bulk loads up to here are in what is read next
-        index = TemplateIndex.from_store(self.store, model_id, dim, encoding)
+        # at most one active template a citizen: room reserved for all, grown if more come
+        room = self.store.count_citizens() + 1024
+        index = TemplateIndex.from_store(self.store, model_id, dim, encoding, room + room // 8)
         index.base_seq = base
         return index
 
