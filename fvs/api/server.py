@@ -90,6 +90,8 @@ class Parts:
                 settings.store.poll_interval_s,
             )
             self.sync.start()
+        if self.service.snapshots is not None:  # snapshots stand where the sync has caught up
+            self.service.snapshots.start(self.sync.caught_up if self.sync is not None else None)
 
     def close(self) -> None:
         if self.sync is not None:

@@ -30,7 +30,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,7 @@ class IndexSnapshots:
         self.saved_change = -1  # the store's last change when the last snapshot was taken
         self.replayed = 0  # changes replayed at the last start (tests, logs)
         self.source = ""  # "snapshot" | "store": where the index came from
+        self.follow: Callable[[], dt.datetime] | None = None
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -134,15 +135,15 @@ class IndexSnapshots:
 
     # start -------------------------------------------------------------------------------
     def open_index(self, model_id: str, dim: int, encoding: str) -> TemplateIndex:
-        """The index from the snapshot and the change log since, or else from the store; then
-        snapshots are taken in the background (at once when it was built from the store)."""
+        """The index from the snapshot and the change log since, or else from the store
+        (``start`` then takes snapshots in the background)."""
         index = self.load(model_id, dim, encoding)
         if index is None:
             index = self.build(model_id, dim, encoding)
             self.source = "store"
         else:
             self.source = "snapshot"
-        self.start(index, save_now=self.source == "store")
+        self.index = index
         return index
 
     def build(self, model_id: str, dim: int, encoding: str) -> TemplateIndex:
@@ -212,11 +213,15 @@ class IndexSnapshots:
     def _stable_point(self) -> tuple[int, list[str] | None]:
         """(seq, anchor): the last change logged ``margin`` before now, which the index reflects."""
         if self.store.backend == "postgresql":
-            cutoff: object = self.store.db.read("SELECT clock_timestamp()")[0][0]
-            assert isinstance(cutoff, dt.datetime)
-            cutoff = cutoff - self.margin
+            now = self.store.db.read("SELECT clock_timestamp()")[0][0]
+            assert isinstance(now, dt.datetime)
         else:
-            cutoff = (dt.datetime.now(dt.UTC) - self.margin).isoformat()
+            now = dt.datetime.now(dt.UTC)
+        if self.follow is not None:
+            now = min(now, self.follow())
+        cutoff: object = now - self.margin
+        if self.store.backend == "sqlite":
+            cutoff = (now - self.margin).astimezone(dt.UTC).isoformat()
         rows = self.store.db.read(
             "SELECT seq, citizen_id, changed_at FROM template_changes WHERE changed_at <= ?"
             " ORDER BY changed_at DESC, seq DESC LIMIT 1",
@@ -265,10 +270,15 @@ class IndexSnapshots:
         except FvsError:
             return False
 
-    def start(self, index: TemplateIndex, save_now: bool) -> None:
-        self.index = index
+    def start(self, follow: Callable[[], dt.datetime] | None = None) -> None:
+        """Take snapshots in the background from now on (one at once when the index was
+        built from the store). ``follow``: when other servers or processes write too, the
+        database time before which their changes are in the index (the sync's last catch-up):
+        a snapshot never claims a change the index may still lack. None: this process is the
+        only writer, and applies its own changes as it commits them."""
+        self.follow = follow
         self._thread = threading.Thread(
-            target=self._run, args=(save_now,), name="fvs-index-snapshot", daemon=True
+            target=self._run, args=(self.source == "store",), name="fvs-index-snapshot", daemon=True
         )
         self._thread.start()
 

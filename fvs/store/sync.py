@@ -61,6 +61,11 @@ class IndexSync:
     def start(self) -> None:
         self._thread.start()
 
+    def caught_up(self) -> dt.datetime:
+        """Database time before which every change is in the index (the last catch-up; at
+        first, the time taken before the index was loaded)."""
+        return self._since
+
     def stop(self) -> None:
         self._stop.set()  # the listener wakes at least once a second to see it
         self._thread.join(timeout=5)

@@ -232,6 +232,7 @@ def test_enrolments_after_a_load_then_the_stop_snapshot(
     snaps.margin = dt.timedelta(0)
     index = snaps.open_index(MODEL, 512, "i8")
     assert snaps.source == "store"
+    snaps.start()
     template, _ = registry.add_template(NEW, MODEL, unit(7), create=minimal_citizen(NEW))
     index.put(NEW, template.vector, template.version)
     registry.delete_templates(CITIZEN_B)
@@ -272,3 +273,24 @@ def test_one_writer_at_a_time_on_one_data_directory(
         assert not path.exists()
     assert snaps.save()
     assert path.exists()
+
+
+def test_a_snapshot_never_claims_what_the_sync_has_not_caught_up_with(
+    registry: SqlCitizenStore, tmp_path: Path
+) -> None:
+    """Another server's enrolment, logged but not yet in this index (its sync is behind, or
+    was disconnected): a snapshot taken now stands before it, so the next start replays it."""
+    snaps = start(registry, tmp_path / "c")
+    if registry.backend == "postgresql":
+        behind = registry.db.read("SELECT clock_timestamp()")[0][0]
+    else:
+        behind = dt.datetime.now(dt.UTC)
+    registry.add_template(NEW, MODEL, unit(5), create=minimal_citizen(NEW))  # not in the index
+    assert snaps.index is not None and snaps.index.lookup(NEW) is None
+    snaps.follow = lambda: behind
+    assert snaps.save()
+    again = start(registry, tmp_path / "c")
+    assert again.source == "snapshot" and again.replayed >= 1
+    assert again.index is not None
+    new = again.index.lookup(NEW)
+    assert new is not None and new[1] == 1
