@@ -26,6 +26,7 @@ Memory stays bounded: one record (CHUNK bytes) in flight besides the arrays them
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ MAGIC = b"FVSSNAP1\n"
 FORMAT = 1
 CHUNK = 32 << 20  # bytes of plaintext a record
 _LEN = struct.Struct("<I")
+_OVERHEAD = 12 + 16  # a record's nonce and tag
 _MAX_HEADER = 1 << 20
 
 Array = npt.NDArray[Any]
@@ -139,26 +141,44 @@ def save_snapshot(
 
 
 class _Reader:
-    def __init__(self, src: BinaryIO, cipher: TemplateCipher, key_id: str, digest: bytes):
+    def __init__(self, src: io.FileIO, cipher: TemplateCipher, key_id: str, digest: bytes):
         self.src, self.cipher, self.key_id, self.digest = src, cipher, key_id, digest
         self.number = 0
+        self._buffer = bytearray(CHUNK + _OVERHEAD)  # one record's ciphertext, reused
 
-    def record(self, final: bool = False) -> bytes:
+    def _next(self) -> memoryview:
         head = self.src.read(_LEN.size)
         if len(head) < _LEN.size:
             raise SnapshotError(f"truncated at record {self.number}")
         (length,) = _LEN.unpack(head)
-        if length > CHUNK + 64:
+        if not _OVERHEAD <= length <= CHUNK + _OVERHEAD:
             raise SnapshotError(f"record {self.number} claims {length} bytes")
-        blob = self.src.read(length)
-        if len(blob) < length:
+        blob = memoryview(self._buffer)[:length]
+        if self.src.readinto(blob) != length:
             raise SnapshotError(f"truncated in record {self.number}")
+        return blob
+
+    def record(self, final: bool = False) -> bytes:
+        """The next record's payload."""
+        payload = bytearray(len(blob := self._next()) - _OVERHEAD)
+        self._open(blob, final, memoryview(payload))
+        return bytes(payload)
+
+    def record_into(self, out: memoryview) -> int:
+        """The next record's payload written at the start of ``out``; its length."""
+        blob = self._next()
+        n = len(blob) - _OVERHEAD
+        if n == 0 or n > len(out):
+            raise SnapshotError(f"record {self.number} does not fit its array")
+        self._open(blob, False, out[:n])
+        return n
+
+    def _open(self, blob: memoryview, final: bool, out: memoryview) -> None:
         try:
-            payload = self.cipher.open(self.key_id, blob, _aad(self.digest, self.number, final))
+            self.cipher.open_into(self.key_id, blob, _aad(self.digest, self.number, final), out)
         except FvsError as exc:
             raise SnapshotError(f"record {self.number} fails its integrity check") from exc
         self.number += 1
-        return payload
 
 
 def _default_allocate(name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
@@ -194,8 +214,7 @@ def _load(
     allocate: Allocator,
     check_meta: Callable[[dict[str, Any]], str | None] | None,
 ) -> tuple[dict[str, Array], dict[str, Any]]:
-    with path.open("rb", buffering=0) as raw:
-        src: BinaryIO = raw
+    with path.open("rb", buffering=0) as src:
         magic = src.read(len(MAGIC))
         if magic != MAGIC:
             short = len(magic) < len(MAGIC) and MAGIC.startswith(magic)
@@ -245,14 +264,10 @@ def _load(
             array = allocate(str(spec["name"]), shape, dtype)
             if array.shape != shape or array.dtype != dtype or not array.flags.c_contiguous:
                 raise ValueError(f"allocator gave {array.shape} {array.dtype} for {spec['name']}")
-            flat = _flat_bytes(array)
+            flat = _flat_bytes(array).data  # decrypted straight into the array
             filled = 0
-            while filled < flat.shape[0]:
-                payload = reader.record()
-                if len(payload) == 0 or filled + len(payload) > flat.shape[0]:
-                    raise SnapshotError(f"array {spec['name']!r} has the wrong length")
-                flat[filled : filled + len(payload)] = np.frombuffer(payload, np.uint8)
-                filled += len(payload)
+            while filled < len(flat):
+                filled += reader.record_into(flat[filled:])
             arrays[str(spec["name"])] = array
         if reader.record(final=True) != b"":
             raise SnapshotError("no end record")
