@@ -50,6 +50,7 @@ CHUNK = 32 << 20  # bytes of plaintext a record
 _LEN = struct.Struct("<I")
 _OVERHEAD = 12 + 16  # a record's nonce and tag
 _MAX_HEADER = 1 << 20
+_MAX_CHUNK = 1 << 28
 
 Array = npt.NDArray[Any]
 # (name, shape, dtype) -> a C-contiguous array of that shape and dtype to fill (a caller that
@@ -93,7 +94,11 @@ def save_snapshot(
     """Write ``arrays`` and ``meta`` (JSON-able) to ``path`` atomically, sealed under the
     cipher's current key and bound to ``binding`` (JSON-able: what ``load_snapshot``'s
     ``expect`` must equal). Returns the bytes written. Raises OSError or SnapshotError (the
-    previous snapshot, if any, is left as it was)."""
+    previous snapshot, if any, is left as it was). Arrays are read in place, a record at a
+    time (a non-contiguous one is copied whole first)."""
+    meta_bytes = json.dumps(dict(meta), sort_keys=True).encode()
+    if len(meta_bytes) > CHUNK:
+        raise SnapshotError(f"metadata of {len(meta_bytes)} bytes: at most {CHUNK}")
     cipher.refresh()
     key_id = cipher.current
     specs = []
@@ -119,7 +124,7 @@ def save_snapshot(
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
             out.write(MAGIC + _LEN.pack(len(header)) + header)
             writer = _Writer(out, cipher, key_id, digest)
-            writer.record(json.dumps(dict(meta), sort_keys=True).encode())
+            writer.record(meta_bytes)
             for array in arrays.values():
                 flat = _flat_bytes(np.ascontiguousarray(array))
                 for start in range(0, flat.shape[0], CHUNK):
@@ -141,17 +146,20 @@ def save_snapshot(
 
 
 class _Reader:
-    def __init__(self, src: io.FileIO, cipher: TemplateCipher, key_id: str, digest: bytes):
+    def __init__(
+        self, src: io.FileIO, cipher: TemplateCipher, key_id: str, digest: bytes, chunk: int
+    ):
         self.src, self.cipher, self.key_id, self.digest = src, cipher, key_id, digest
         self.number = 0
-        self._buffer = bytearray(CHUNK + _OVERHEAD)  # one record's ciphertext, reused
+        self.chunk = chunk
+        self._buffer = bytearray(chunk + _OVERHEAD)  # one record's ciphertext, reused
 
     def _next(self) -> memoryview:
         head = self.src.read(_LEN.size)
         if len(head) < _LEN.size:
             raise SnapshotError(f"truncated at record {self.number}")
         (length,) = _LEN.unpack(head)
-        if not _OVERHEAD <= length <= CHUNK + _OVERHEAD:
+        if not _OVERHEAD <= length <= self.chunk + _OVERHEAD:
             raise SnapshotError(f"record {self.number} claims {length} bytes")
         blob = memoryview(self._buffer)[:length]
         if self.src.readinto(blob) != length:
@@ -248,7 +256,10 @@ def _load(
             cipher.refresh()
             if key_id not in cipher.key_ids:
                 raise SnapshotError(f"sealed with key {key_id}, which the template key file lacks")
-        reader = _Reader(src, cipher, key_id, hashlib.sha256(header_bytes).digest())
+        chunk = header.get("chunk")
+        if not isinstance(chunk, int) or not 0 < chunk <= _MAX_CHUNK:
+            raise SnapshotError(f"record size {chunk!r}")
+        reader = _Reader(src, cipher, key_id, hashlib.sha256(header_bytes).digest(), chunk)
         meta = json.loads(reader.record())
         if not isinstance(meta, dict):
             raise SnapshotError("metadata is not an object")
