@@ -21,6 +21,12 @@ for (missing, truncated, tampered, another store, model or key): the caller rebu
 store, so a bad snapshot costs time, never a wrong answer. Written to a temporary file,
 fsynced and renamed over the old one, so a crash mid-write leaves the previous snapshot.
 Memory stays bounded: one record (CHUNK bytes) in flight besides the arrays themselves.
+
+Any index that serialises to bytes fits, e.g. a faiss index::
+
+    save_snapshot(path, {"faiss": faiss.serialize_index(index)}, meta, cipher, binding)
+    arrays, meta = load_snapshot(path, cipher, binding) or rebuild()
+    index = faiss.deserialize_index(arrays["faiss"])
 """
 
 from __future__ import annotations
