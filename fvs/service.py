@@ -62,7 +62,10 @@ class FaceService:
             self.index = self.snapshots.open_index(model_id, dim, self.index_encoding)
             source = self.snapshots.source
             if source == "snapshot":
-                source += f" ({self.snapshots.replayed} changes replayed)"
+                replay = (
+                    f"{self.snapshots.replayed} changes replayed in {self.snapshots.replay_s:.1f} s"
+                )
+                source += f" ({replay})"
         else:
             self.index = TemplateIndex.from_store(self.store, model_id, dim, self.index_encoding)
             source = "store"

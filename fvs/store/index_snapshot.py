@@ -106,6 +106,7 @@ class IndexSnapshots:
         self.index: TemplateIndex | None = None
         self.saved_change = -1  # the store's last change when the last snapshot was taken
         self.replayed = 0  # changes replayed at the last start (tests, logs)
+        self.replay_s = 0.0
         self.source = ""  # "snapshot" | "store": where the index came from
         self.follow: Callable[[], dt.datetime] | None = None
         self._stop = threading.Event()
@@ -168,7 +169,9 @@ class IndexSnapshots:
         if loaded is None:
             return None
         index, meta = loaded
+        start = time.perf_counter()
         reason = self._replay(index, int(meta["seq"]))
+        self.replay_s = time.perf_counter() - start
         if reason is not None:
             log.warning("snapshot %s not used: %s; rebuilding", path, reason)
             return None
