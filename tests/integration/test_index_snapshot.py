@@ -8,10 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from fvs.config import StoreSettings
@@ -21,7 +24,7 @@ from fvs.store.index import TemplateIndex
 from fvs.store.index_snapshot import IndexSnapshots
 from fvs.store.registry import SqlCitizenStore
 from fvs.store.synthetic import minimal_citizen, random_templates, synthetic_citizens
-from tests.conftest import CITIZEN_A, CITIZEN_B
+from tests.conftest import CITIZEN_A, CITIZEN_B, migrate_all
 
 MODEL = "m@1"
 NEW = "1101700000010"  # a valid citizen ID no bulk load makes
@@ -139,19 +142,39 @@ def test_a_snapshot_of_another_store_is_refused(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    if store_settings.url is not None:
-        pytest.skip("one PostgreSQL database per test (the anchor test covers PostgreSQL)")
     assert start(registry, tmp_path / "c").save()
-    # another store, same key file: the snapshot file copied into its cache
+    # another store (another data directory, or another database on the same server), the
+    # same key file, and the snapshot handed to it
     other_settings = store_settings.model_copy(deep=True)
     other_settings.data_dir = tmp_path / "other"
     shutil.copytree(store_settings.key_file().parent, other_settings.key_file().parent)
-    other = open_registry(other_settings)
+    with another_database(store_settings.url) as url:
+        other_settings.url = url
+        if url is not None:
+            migrate_all(other_settings)
+        other = open_registry(other_settings)
+        try:
+            other.add_template(CITIZEN_A, MODEL, unit(1), create=minimal_citizen(CITIZEN_A))
+            rebuilt(other, tmp_path / "c", caplog, "another store")
+        finally:
+            other.close()
+
+
+@contextmanager
+def another_database(url: str | None) -> Iterator[str | None]:
+    """A second fresh database on the server ``url`` names (None: SQLite, nothing to do)."""
+    if url is None:
+        yield None
+        return
+    head, _, _ = url.rpartition("/")
+    name = f"fvs_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{head}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        other.add_template(CITIZEN_A, MODEL, unit(1), create=minimal_citizen(CITIZEN_A))
-        rebuilt(other, tmp_path / "c", caplog, "another store")
+        yield f"{head}/{name}"
     finally:
-        other.close()
+        with psycopg.connect(f"{head}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_replaced_database_at_the_same_place_is_refused(
