@@ -182,6 +182,12 @@ class IndexSnapshots:
         """Why the change log cannot bring this snapshot up to date (None: it can)."""
         seq = int(meta["seq"])
         last = self.store.last_change()
+        bulk = self.store.db.read(
+            "SELECT coalesce(max(seq), 0) FROM template_changes WHERE citizen_id = ? AND seq > ?",
+            (BULK_CHANGE, int(meta.get("base_seq", 0))),
+        )[0][0]
+        if bulk:  # known before reading the arrays (the replay would find it too)
+            return f"a bulk load (change {bulk}) after the snapshot"
         if last < seq:
             return f"the store's change log ends at {last}, before the snapshot's {seq}"
         if seq == 0:
