@@ -250,6 +250,8 @@ class IndexSnapshots:
             if not mine:  # another process on this data directory is writing it
                 log.info("template index snapshot %s: another process is writing it", path)
                 return False
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a writer killed mid-way
+                stale.unlink(missing_ok=True)
             start = time.perf_counter()
             try:
                 last = self.store.last_change()

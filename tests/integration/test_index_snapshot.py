@@ -294,8 +294,11 @@ def test_one_writer_at_a_time_on_one_data_directory(
         assert held
         assert not snaps.save()
         assert not path.exists()
+    stale = path.with_name(f".{path.name}.99999.tmp")  # a writer killed mid-way
+    stale.write_bytes(b"half")
     assert snaps.save()
     assert path.exists()
+    assert not stale.exists()
 
 
 def test_a_snapshot_never_claims_what_the_sync_has_not_caught_up_with(
