@@ -38,6 +38,11 @@ class ServerSettings(BaseModel):
     # Seconds between checks of the audit trail and the stores for the health service (a call
     # that fails closed reports NOT_SERVING at once; the check reports SERVING again).
     health_probe_s: float = Field(default=2.0, gt=0, le=300)
+    # Serving processes (`fvs serve --processes N`, fvs.api.group): N > 1 starts N children
+    # sharing the port (SO_REUSEPORT), each with its own model sessions (onnxruntime threads:
+    # the cores divided by N) and template index, state shared through the store. Default by
+    # measurement on 2 cores (README "Performance").
+    processes: int = Field(default=1, ge=1, le=64)
     # Share the port with other FVS processes (SO_REUSEPORT, multi-process serving); off, a
     # taken address is an error at start.
     reuse_port: bool = False
@@ -57,6 +62,13 @@ class ModelSettings(BaseModel):
     # slower end to end with it on, two sessions on two cores).
     allow_spinning: bool = False
     warmup_runs: int = Field(default=2, ge=0, le=100)
+    # TensorRT (providers = tensorrt): fp16 kernels, and where built engines are cached so that
+    # a restart does not rebuild them (minutes per model; default DATA_DIR/trt-cache).
+    trt_fp16: bool = True
+    trt_cache_dir: Path | None = None
+    # CUDA / TensorRT: which GPU, and the CUDA memory arena's limit (0: no limit).
+    device_id: int = Field(default=0, ge=0, le=64)
+    gpu_mem_limit_mb: int = Field(default=0, ge=0)
 
 
 class BatchingSettings(BaseModel):
@@ -222,6 +234,25 @@ class ObservabilitySettings(BaseModel):
     service_name: str = "fvs"
 
 
+class DedupSettings(BaseModel):
+    """1:N duplicate search at enrolment (issue 9; README "Duplicate search")."""
+
+    # refuse: an enrolment matching another citizen is refused (DUPLICATE_IDENTITY) and kept
+    # as a case; flag: it is stored and the response lists the candidates; off: no search.
+    mode: Literal["refuse", "flag", "off"] = "refuse"
+    # False-match rate per comparison at which a pair counts as a duplicate, read through the
+    # pack's calibration (chosen by `fvs eval-dedup` on LFW: README gives the figures).
+    max_fmr: float = Field(default=1e-6, gt=0, lt=1)
+    # Candidates reported (ErrorInfo counts all at or above the threshold among these).
+    candidates: int = Field(default=5, ge=1, le=100)
+    # The search index (fvs.store.search): flat float16 up to flat_max templates, 4-bit PQ
+    # codes scanned in full above (IVF missed real duplicates at the threshold: README).
+    index_kind: Literal["auto", "flat", "pq", "ivf"] = "auto"
+    flat_max: int = Field(default=10_000, ge=0)
+    nprobe: int = Field(default=0, ge=0)
+    shortlist: int = Field(default=256, ge=1, le=100_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FVS_", env_nested_delimiter="__", extra="ignore")
 
@@ -234,3 +265,8 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     digitalid: DigitalIdSettings = Field(default_factory=DigitalIdSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+
+    def trt_cache_dir(self) -> Path:
+        """Where TensorRT engines are cached: model.trt_cache_dir, else DATA_DIR/trt-cache."""
+        return self.model.trt_cache_dir or self.store.data_dir / "trt-cache"

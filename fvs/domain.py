@@ -118,6 +118,20 @@ class EnrollResult:
     citizen_created: bool
     enrolled_at: dt.datetime
     quality: Quality | None = None
+    # flag mode (issue 9): other citizens this face matches, and the case opened for them
+    duplicates: list[DuplicateMatch] = field(default_factory=list)
+    duplicate_case: int = 0
+
+
+@dataclass(frozen=True)
+class DuplicateMatch:
+    """An enrolled citizen a 1:N search found (fvs.dedup)."""
+
+    citizen_id: str
+    similarity: float
+    score: float
+    template_version: int
+    duplicate: bool
 
 
 class Sex(enum.Enum):

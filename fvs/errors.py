@@ -78,6 +78,10 @@ class ErrorCode(enum.Enum):
     INVALID_ATTRIBUTE = "INVALID_ATTRIBUTE"
     ATTRIBUTE_GUESSING = "ATTRIBUTE_GUESSING"
     SERVICE_NOT_PERMITTED = "SERVICE_NOT_PERMITTED"
+    # 1:N duplicate search (issue 9)
+    DUPLICATE_IDENTITY = "DUPLICATE_IDENTITY"  # the face is enrolled under another citizen ID
+    DUPLICATE_SEARCH_UNAVAILABLE = "DUPLICATE_SEARCH_UNAVAILABLE"  # its index is loading
+    CASE_NOT_FOUND = "CASE_NOT_FOUND"
 
     @property
     def kind(self) -> Kind:
@@ -127,6 +131,9 @@ KIND_OF: Mapping[ErrorCode, Kind] = {
     ErrorCode.INVALID_ATTRIBUTE: Kind.INVALID_INPUT,
     ErrorCode.ATTRIBUTE_GUESSING: Kind.OVERLOADED,
     ErrorCode.SERVICE_NOT_PERMITTED: Kind.DENIED,
+    ErrorCode.DUPLICATE_IDENTITY: Kind.PRECONDITION,
+    ErrorCode.DUPLICATE_SEARCH_UNAVAILABLE: Kind.UNAVAILABLE,
+    ErrorCode.CASE_NOT_FOUND: Kind.NOT_FOUND,
 }
 
 
@@ -134,7 +141,9 @@ class FvsError(Exception):
     """A failure with a reason a caller can act on.
 
     ``message`` is for humans; ``metadata`` holds small string facts for machines (it becomes
-    ``ErrorInfo.metadata``) and must never hold a citizen ID, an image or an embedding.
+    ``ErrorInfo.metadata``) and must never hold a citizen ID, an image or an embedding; the
+    one exception is DUPLICATE_IDENTITY, answered only to the authority's own Registry
+    systems, which names the enrolled candidate (issue 9).
     """
 
     def __init__(self, code: ErrorCode, message: str, **metadata: str) -> None:

@@ -117,6 +117,44 @@ def registry_call(
     )
 
 
+DEFAULT_SEARCH_K = 10
+MAX_SEARCH_K = 100
+
+
+def search_call(
+    citizen_id: str | None,
+    image: bytes | None,
+    k: int,
+    limits: IntakeLimits | None = None,
+    request_id: str = "",
+) -> CallFacts:
+    """Facts of a SearchDuplicates call (a photo or a citizen ID, and k), with its first
+    problem."""
+    limits = limits or IntakeLimits()
+    problem: FvsError | None = None
+    try:
+        if image is None and citizen_id is None:
+            raise FvsError(
+                ErrorCode.INVALID_REQUEST, "give an image or a citizen_id", field="probe"
+            )
+        if citizen_id is not None:
+            cid.validate(citizen_id)
+        if image is not None:
+            check_image(image, limits.max_image_bytes)
+        if not 0 <= k <= MAX_SEARCH_K:
+            raise FvsError(
+                ErrorCode.INVALID_REQUEST,
+                f"k must lie in 1..{MAX_SEARCH_K} (0: {DEFAULT_SEARCH_K})",
+                field="k",
+            )
+    except FvsError as exc:
+        problem = exc
+    valid_id = citizen_id if citizen_id is not None and cid.is_valid(citizen_id) else ""
+    return CallFacts(
+        Operation.SEARCH_DUPLICATES, citizen_id=valid_id, request_id=request_id, problem=problem
+    )
+
+
 def refused(operation: Operation, problem: FvsError, action: str = "") -> CallFacts:
     """Facts of a call refused before its message could be read (undecodable)."""
     return CallFacts(

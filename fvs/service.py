@@ -8,8 +8,11 @@ import time
 import uuid
 
 from fvs import citizen_id as cid
+from fvs.dedup.search import DuplicateSearch
 from fvs.domain import (
     CitizenView,
+    DuplicateMatch,
+    Embedding,
     EnrollRequest,
     EnrollResult,
     Probe,
@@ -42,15 +45,18 @@ class FaceService:
         store: CitizenStore,
         fallback: ScoreMapping,
         index_encoding: str = "f32",
+        dedup: DuplicateSearch | None = None,
         snapshots: IndexSnapshots | None = None,
     ) -> None:
         """``fallback`` maps scores when the model pack has no calibration;
         ``index_encoding``: how the template index holds rows (fvs.store.index);
+        ``dedup``: the 1:N duplicate search run at enrolment (None: none);
         ``snapshots``: start the index from a snapshot (fvs.store.index_snapshot)."""
         self.store = store
         self.snapshots = snapshots
         self.index_encoding = index_encoding
         self.fallback = fallback
+        self.dedup = dedup
         self.index: TemplateIndex | None = None
         self._pipeline: FacePipeline | None = None
 
@@ -82,6 +88,8 @@ class FaceService:
                 "(those citizens get TEMPLATE_INTEGRITY until re-enrolled)",
                 len(self.index.failed),
             )
+        if self.dedup is not None and self.dedup.enabled:
+            self.dedup.attach(self.index, pipeline.mapping or self.fallback)
         self._pipeline = pipeline
 
     @property
@@ -157,15 +165,14 @@ class FaceService:
                 "no citizen with this ID (set create_if_missing to create one)",
             )
         probe = pipeline.extract(request.image, "enroll")
-        with hooks.timed("store"):
-            template, created = self.store.add_template(
-                request.citizen_id,
-                pipeline.info.model_id,
-                probe.embedding,
-                create=None if exists else minimal_citizen(request.citizen_id),
+        if self.dedup is None or not self.dedup.enabled:
+            template, created = self._store_template(request, probe.embedding, exists)
+            duplicates: list[DuplicateMatch] = []
+            case = 0
+        else:
+            template, created, duplicates, case = self._checked_enrol(
+                request, probe.embedding, exists
             )
-        if self.index is not None:
-            self.index.put(request.citizen_id, template.vector, template.version)
         log.info("enrolled template v%d (citizen created: %s)", template.version, created)
         return EnrollResult(
             citizen_id=request.citizen_id,
@@ -175,7 +182,94 @@ class FaceService:
             citizen_created=created,
             enrolled_at=template.enrolled_at,
             quality=probe.quality,
+            duplicates=duplicates,
+            duplicate_case=case,
         )
+
+    def _store_template(
+        self, request: EnrollRequest, embedding: Embedding, exists: bool
+    ) -> tuple[Template, bool]:
+        with hooks.timed("store"):
+            template, created = self.store.add_template(
+                request.citizen_id,
+                self.pipeline.info.model_id,
+                embedding,
+                create=None if exists else minimal_citizen(request.citizen_id),
+            )
+        if self.index is not None:
+            self.index.put(request.citizen_id, template.vector, template.version)
+        return template, created
+
+    def _checked_enrol(
+        self, request: EnrollRequest, embedding: Embedding, exists: bool
+    ) -> tuple[Template, bool, list[DuplicateMatch], int]:
+        """Enrol after a 1:N search of the other citizens (issue 9): refuse mode raises
+        DUPLICATE_IDENTITY naming the best candidate, flag mode stores and reports them;
+        either way a case is kept for adjudication."""
+        dedup = self.dedup
+        assert dedup is not None and dedup.cases is not None
+        model_id = self.pipeline.info.model_id
+        with dedup.enrol_lock:
+            with hooks.timed("dedup"):
+                duplicates = dedup.duplicates_of(request.citizen_id, embedding)
+            best = duplicates[0] if duplicates else None
+            if best is not None and dedup.settings.mode == "refuse":
+                case = dedup.cases.open_case(
+                    "refused",
+                    request.citizen_id,
+                    0,
+                    best.citizen_id,
+                    best.template_version,
+                    best.similarity,
+                    best.score,
+                    len(duplicates),
+                    model_id,
+                )
+                raise FvsError(
+                    ErrorCode.DUPLICATE_IDENTITY,
+                    f"this face is already enrolled under another citizen ID (score "
+                    f"{best.score:.1f}); the enrolment was refused and kept as duplicate "
+                    f"case {case} for adjudication",
+                    candidate_citizen_id=best.citizen_id,
+                    candidate_score=f"{best.score:.2f}",
+                    candidate_similarity=f"{best.similarity:.4f}",
+                    candidates=str(len(duplicates)),
+                    case_id=str(case),
+                )
+            template, created = self._store_template(request, embedding, exists)
+        dedup.maybe_rebuild()  # compaction / a bigger kind, in the background when due
+        case = 0
+        if best is not None:
+            case = dedup.cases.open_case(
+                "flagged",
+                request.citizen_id,
+                template.version,
+                best.citizen_id,
+                best.template_version,
+                best.similarity,
+                best.score,
+                len(duplicates),
+                model_id,
+            )
+        return template, created, duplicates, case
+
+    def search_duplicates(
+        self, k: int, image: bytes | None = None, citizen_id: str | None = None
+    ) -> list[DuplicateMatch]:
+        """The ``k`` enrolled citizens most like a photo, or like a citizen's enrolled face
+        (that citizen left out)."""
+        if self.dedup is None or not self.dedup.enabled:
+            raise FvsError(
+                ErrorCode.DUPLICATE_SEARCH_UNAVAILABLE,
+                "duplicate search is off on this server (dedup.mode = off)",
+            )
+        if image is not None:
+            probe = self.pipeline.extract(image, "verify").embedding
+            return self.dedup.search(probe, k)
+        assert citizen_id is not None
+        cid.validate(citizen_id)
+        template = self._enrolled_template(citizen_id, self.pipeline.info.model_id)
+        return self.dedup.search(template.vector, k, exclude=citizen_id)
 
     def get_citizen(self, citizen_id: str) -> CitizenView:
         cid.validate(citizen_id)

@@ -91,6 +91,13 @@ class AdminService:
         )
         return self.gate.run(caller, facts, lambda _auth: fn())
 
+    def audited(
+        self, caller: Caller, action: str, details: dict[str, str], fn: Callable[[], T]
+    ) -> T:
+        """Run ``fn`` as an audited administrative action of ``caller`` (e.g. resolving a
+        duplicate case, which lives in the registry)."""
+        return self._run(caller, action, details, fn)
+
     def add_agency(
         self,
         caller: Caller,

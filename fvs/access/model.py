@@ -20,7 +20,8 @@ class PermitStatus(enum.Enum):
 
 class Role(enum.Enum):
     AGENCY = "AGENCY"  # an agency's registered computer system: Verify
-    REGISTRY = "REGISTRY"  # a registry operator: Enroll, GetCitizen, DeleteEnrollment
+    REGISTRY = "REGISTRY"  # a registry operator: Enroll, GetCitizen, DeleteEnrollment,
+    # SearchDuplicates
     ADMIN = "ADMIN"  # an administrator: the Admin service
 
 
@@ -31,6 +32,7 @@ class Operation(enum.Enum):
     DELETE_ENROLLMENT = "DeleteEnrollment"
     ADMIN = "Admin"
     VERIFY_ATTRIBUTES = "VerifyAttributes"  # the Digital ID service (issue 14)
+    SEARCH_DUPLICATES = "SearchDuplicates"  # 1:N search, registry operators only (issue 9)
 
     @property
     def service(self) -> str:

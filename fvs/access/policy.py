@@ -22,7 +22,7 @@ from fvs.access.model import (
     Role,
     System,
 )
-from fvs.access.rate import RateLimiter
+from fvs.access.rate import Limiter, RateLimiter
 from fvs.access.store import AccessStore
 from fvs.domain import Consent
 from fvs.errors import ErrorCode, FvsError
@@ -43,12 +43,12 @@ class AccessPolicy:
         self,
         store: AccessStore,
         consent: ConsentRules,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         services: PermitServices | None = None,
     ) -> None:
         self.store = store
         self.consent = consent
-        self.limiter = limiter or RateLimiter()
+        self.limiter: Limiter = limiter or RateLimiter()
         self.services = services  # set by the Digital ID wiring (fvs.api.digitalid)
 
     def identify(self, caller: Caller) -> System:

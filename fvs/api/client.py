@@ -23,9 +23,12 @@ from fvs.api.v1 import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class CallFailedError(Exception):
-    """A refused or failed call: gRPC code name, FVS reason (ErrorInfo) and message."""
+    """A refused or failed call: gRPC code name, FVS reason (ErrorInfo) and message.
+
+    Not frozen: Python sets ``__traceback__`` on an exception as it propagates (through a
+    context manager, a generator), which a frozen dataclass would refuse."""
 
     code: str
     reason: str
@@ -69,17 +72,31 @@ class ClientTls:
 
 
 def channel(
-    address: str, tls: ClientTls | None, max_message_bytes: int = 16 * 1024 * 1024
+    address: str,
+    tls: ClientTls | None,
+    max_message_bytes: int = 16 * 1024 * 1024,
+    own_connection: bool = False,
 ) -> grpc.Channel:
-    options = [("grpc.max_send_message_length", max_message_bytes)]
+    """``own_connection``: a TCP connection of this channel's own (gRPC otherwise shares one
+    between channels to the same address with the same options). A server of several
+    processes (`fvs serve --processes N`) spreads connections, not calls, across them."""
+    options: list[tuple[str, int]] = [("grpc.max_send_message_length", max_message_bytes)]
+    if own_connection:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     if tls is None:
         return grpc.insecure_channel(address, options=options)
     return grpc.secure_channel(address, tls.credentials(), options=options)
 
 
 class FvsClient:
-    def __init__(self, address: str, timeout_s: float = 30.0, tls: ClientTls | None = None) -> None:
-        self.channel = channel(address, tls)
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 30.0,
+        tls: ClientTls | None = None,
+        own_connection: bool = False,
+    ) -> None:
+        self.channel = channel(address, tls, own_connection=own_connection)
         self.timeout_s = timeout_s
         self._verify = verification_pb2_grpc.FaceVerificationStub(self.channel)
         self._registry = registry_pb2_grpc.RegistryStub(self.channel)
@@ -157,6 +174,23 @@ class FvsClient:
                     citizen_id=citizen_id, image=image, create_if_missing=create_if_missing
                 ),
                 timeout=self.timeout_s,
+            )
+        except grpc.RpcError as exc:
+            raise _failure(exc) from None
+        return response
+
+    def search_duplicates(
+        self, k: int = 0, image: bytes | None = None, citizen_id: str | None = None
+    ) -> registry_pb2.SearchDuplicatesResponse:
+        """Registry/SearchDuplicates by a photo or by an enrolled citizen."""
+        request = registry_pb2.SearchDuplicatesRequest(k=k)
+        if image is not None:
+            request.image = image
+        elif citizen_id is not None:
+            request.citizen_id = citizen_id
+        try:
+            response: registry_pb2.SearchDuplicatesResponse = self._registry.SearchDuplicates(
+                request, timeout=self.timeout_s
             )
         except grpc.RpcError as exc:
             raise _failure(exc) from None

@@ -14,6 +14,7 @@ from fvs.domain import (
     CardStatus,
     CitizenView,
     Consent,
+    DuplicateMatch,
     EnrollRequest,
     EnrollResult,
     Face,
@@ -150,6 +151,18 @@ def enroll_response(result: EnrollResult) -> registry_pb2.EnrollResponse:
         citizen_created=result.citizen_created,
         enrolled_at=timestamp(result.enrolled_at),
         quality=quality(result.quality),
+        duplicates=[duplicate_candidate(m) for m in result.duplicates],
+        duplicate_case_id=result.duplicate_case,
+    )
+
+
+def duplicate_candidate(match: DuplicateMatch) -> registry_pb2.DuplicateCandidate:
+    return registry_pb2.DuplicateCandidate(
+        citizen_id=match.citizen_id,
+        similarity=match.similarity,
+        score=match.score,
+        template_version=match.template_version,
+        duplicate=match.duplicate,
     )
 
 

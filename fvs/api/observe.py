@@ -21,6 +21,7 @@ from fvs.observability.tracing import Tracing
 log = logging.getLogger("fvs.access_log")
 
 SERVICE_PREFIX = "/fvs."  # fvs.v1.FaceVerification, fvs.v1.Registry, fvs.v1.Admin
+PROCESS_HEADER = "fvs-process"  # which process of an `fvs serve --processes N` group answered
 
 
 class CallObserver(grpc.aio.ServerInterceptor):
@@ -29,6 +30,7 @@ class CallObserver(grpc.aio.ServerInterceptor):
         self.tracing = tracing
         self.in_flight = 0  # FVS calls being served (event loop only)
         self.draining = False
+        self.process: str | None = None  # a group's process index: sent as fvs-process
 
     async def intercept_service(
         self,
@@ -62,6 +64,8 @@ class CallObserver(grpc.aio.ServerInterceptor):
             if self.tracing is not None:
                 self.tracing.start_call(call)
             try:
+                if self.process is not None:
+                    await context.send_initial_metadata(((PROCESS_HEADER, self.process),))
                 if self.draining:
                     error = FvsError(
                         ErrorCode.SHUTTING_DOWN,

@@ -10,8 +10,9 @@ import logging
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,7 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from fvs.access.admin import AdminService, read_ca_pem
 from fvs.access.gate import KEYS_DIR, Gate
 from fvs.access.policy import ConsentRules
+from fvs.access.rate import SharedRateLimiter
+from fvs.api import group
 from fvs.api.digitalid import DigitalIdServicer, KycVerify, build_digital_id, id_card_lookup
+from fvs.api.group import GroupMember
 from fvs.api.guard import MessageGuard, transport_limit
 from fvs.api.observe import CallObserver
 from fvs.api.readiness import PROBE_CITIZEN, Probe, Readiness, probe_audit, probe_stores
@@ -36,6 +40,7 @@ from fvs.api.v1 import (
     verification_pb2_grpc,
 )
 from fvs.config import AccessSettings, Settings
+from fvs.dedup.search import DuplicateSearch
 from fvs.digitalid.service import DigitalIdService
 from fvs.errors import ConfigError, ErrorCode
 from fvs.intake import IntakeLimits
@@ -47,9 +52,11 @@ from fvs.pipeline.score import LogisticMapping
 from fvs.pki import ca_keys_in
 from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
+from fvs.store.duplicates import DuplicateCases
 from fvs.store.factory import open_access, open_registry, open_snapshots
+from fvs.store.index import TemplateIndex
 from fvs.store.registry import SqlCitizenStore
-from fvs.store.sync import IndexSync
+from fvs.store.sync import IndexFollower, IndexSync, TemplateIndexFollower
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +81,39 @@ class Parts:
     receipts: ReceiptSigner
     digital_id: DigitalIdService
     sync: IndexSync | None = None
+    # Other copies of the templates to keep in step with the store (e.g. a 1:N search index).
+    followers: list[IndexFollower] = field(default_factory=list)
 
     def load_index(self, pipeline: FacePipeline, settings: Settings) -> None:
-        """Build the template index, and on PostgreSQL keep it in step with other servers."""
+        """Build the template index and keep it (and ``followers``) in step with the other
+        processes and servers on the store: PostgreSQL by LISTEN/NOTIFY (or polling), SQLite
+        by polling the change log (fvs.store.sync)."""
         store = self.service.store
-        shared = isinstance(store, SqlCitizenStore) and store.backend == "postgresql"
-        since = IndexSync.database_time(store) if shared else None  # type: ignore[arg-type]
+        since = IndexSync.mark(store) if isinstance(store, SqlCitizenStore) else None
         self.service.set_pipeline(pipeline)
         if since is not None and self.service.index is not None:
+            assert isinstance(store, SqlCitizenStore)
+            service = self.service
+
+            def swap(index: TemplateIndex) -> None:
+                service.index = index
+                if service.dedup is not None and service.dedup.enabled:  # it reads the rows
+                    service.dedup.attach(index, pipeline.mapping or service.fallback)
+
+            follower = TemplateIndexFollower(store, lambda: service.index, swap)
             self.sync = IndexSync(
-                store,  # type: ignore[arg-type]
-                self.service.index,
+                store,
+                [follower, *self.followers],
                 since,
                 settings.store.sync,
                 settings.store.poll_interval_s,
             )
             self.sync.start()
         if self.service.snapshots is not None:  # snapshots stand where the sync has caught up
-            self.service.snapshots.start(self.sync.caught_up if self.sync is not None else None)
+            service = self.service
+            service.snapshots.start(  # type: ignore[union-attr]
+                self.sync.caught_up if self.sync is not None else None, lambda: service.index
+            )
 
     def close(self) -> None:
         if self.sync is not None:
@@ -128,6 +150,7 @@ def build_parts(settings: Settings) -> Parts:
         registry,
         LogisticMapping(settings.score.midpoint, settings.score.slope),
         settings.store.template_encoding,
+        DuplicateSearch(settings.dedup, DuplicateCases(registry.db)),
         open_snapshots(settings.store, registry),
     )
     rules = ConsentRules(
@@ -190,11 +213,14 @@ def check_insecure_address(address: str) -> None:
 
 
 class FvsServer:
-    """Binds first (health NOT_SERVING), then loads and warms the model, then SERVING."""
+    """Binds first (health NOT_SERVING), then loads and warms the model, then SERVING.
+    ``member``: this server is one process of an ``fvs serve --processes N`` group
+    (fvs.api.group): health says SERVING only while every process does."""
 
-    def __init__(self, settings: Settings, parts: Parts) -> None:
+    def __init__(self, settings: Settings, parts: Parts, member: GroupMember | None = None) -> None:
         self.settings = settings
         self.parts = parts
+        self.member = member
         self.service = parts.service
         self.executor = ThreadPoolExecutor(
             max_workers=settings.server.workers, thread_name_prefix="fvs-worker"
@@ -205,6 +231,9 @@ class FvsServer:
             Tracing.otlp(ops.otlp_endpoint, ops.service_name) if ops.otlp_endpoint else None
         )
         self.observer = CallObserver(self.metrics, self.tracing)
+        if member is not None:  # which process answered (for operators and tests)
+            self.observer.process = str(member.index)
+            parts.gate.policy.limiter = SharedRateLimiter(member.rate_file)
         self.metrics_port = 0
         self.guard = MessageGuard(settings.server.max_message_bytes)
         self.server = grpc.aio.server(
@@ -240,6 +269,8 @@ class FvsServer:
         self.readiness = Readiness(parts.probe)
         runner.on_failure = self._call_failed
         self._monitor: asyncio.Task[None] | None = None
+        self._group_monitor: asyncio.Task[None] | None = None
+        self._group_serving = False
         self._loaded = False
         self._reports: set[asyncio.Future[None]] = set()
         verification_pb2_grpc.add_FaceVerificationServicer_to_server(
@@ -301,7 +332,8 @@ class FvsServer:
 
         def load_and_index() -> FacePipeline:
             pipeline = loader()
-            self.parts.load_index(pipeline, self.settings)  # builds the template index
+            if not self.service.ready:  # a group's process loads before it binds (preload)
+                self.parts.load_index(pipeline, self.settings)  # builds the template index
             return pipeline
 
         pipeline = await loop.run_in_executor(self.executor, load_and_index)
@@ -316,6 +348,8 @@ class FvsServer:
         await loop.run_in_executor(self.runner.audit_executor, self.readiness.check)
         await self._report()
         self._monitor = asyncio.ensure_future(self._watch())
+        if self.member is not None:
+            self._group_monitor = asyncio.ensure_future(self._watch_group())
         log.info("serving with model %s on %s", pipeline.info.model_id, pipeline.info.providers)
 
     def _start_observability(self) -> None:
@@ -342,6 +376,10 @@ class FvsServer:
 
     async def _report(self) -> None:
         serving = self._loaded and self.readiness.serving
+        if self.member is not None:
+            self.member.publish(group.SERVING if serving else group.NOT_SERVING)
+            self._group_serving = self.member.group_serving()
+            serving = serving and self._group_serving
         await self._set_health(
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -362,6 +400,14 @@ class FvsServer:
             if changed:
                 await self._report()
 
+    async def _watch_group(self) -> None:
+        """Follow the other processes' states (shared memory, read every 0.1 s)."""
+        assert self.member is not None
+        while True:
+            await asyncio.sleep(0.1)
+            if self.member.group_serving() != self._group_serving:
+                await self._report()
+
     async def stop(self, grace: float | None = None, hurry: asyncio.Event | None = None) -> None:
         """Graceful shutdown: health NOT_SERVING at once; new FVS calls are answered
         UNAVAILABLE / SHUTTING_DOWN while the calls in flight finish, for at most ``grace``
@@ -369,8 +415,11 @@ class FvsServer:
         still running. ``hurry`` set (a second SIGTERM) stops at once. The workers finish the
         call they are in, pending audit records are written, and the sinks are removed."""
         grace = self.settings.server.grace_s if grace is None else grace
-        if self._monitor is not None:
-            self._monitor.cancel()
+        for monitor in (self._monitor, self._group_monitor):
+            if monitor is not None:
+                monitor.cancel()
+        if self.member is not None:
+            self.member.publish(group.DRAINING)  # the whole group reports NOT_SERVING
         self._loaded = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.observer.draining = True
@@ -409,10 +458,27 @@ class FvsServer:
             self.metrics.serving.set(1 if status == health_pb2.HealthCheckResponse.SERVING else 0)
 
 
+async def _follow_supervisor(
+    member: GroupMember, stop: asyncio.Event, hurry: asyncio.Event
+) -> None:
+    """A group's process: the supervisor's stop requests (shared memory, read every 0.1 s)."""
+    while not hurry.is_set():
+        requested = member.requested()
+        if requested >= group.STOP:
+            stop.set()
+        if requested >= group.HURRY:
+            hurry.set()
+        await asyncio.sleep(0.1)
+
+
 def default_loader(settings: Settings) -> PipelineLoader:
     def load() -> FacePipeline:
         pipeline = FacePipeline.load(
-            settings.model, settings.pipeline, settings.quality, settings.score
+            settings.model,
+            settings.pipeline,
+            settings.quality,
+            settings.score,
+            settings.trt_cache_dir(),
         )
         pipeline.warm_up(settings.model.warmup_runs)
         return pipeline
@@ -420,16 +486,19 @@ def default_loader(settings: Settings) -> PipelineLoader:
     return load
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM. Raises ConfigError when it cannot serve as configured."""
+async def serve(settings: Settings, member: GroupMember | None = None) -> None:
+    """Run until SIGINT/SIGTERM. Raises ConfigError when it cannot serve as configured.
+    ``member``: one process of a group (fvs.api.group), which loads the model and its index
+    before it binds, so that no connection reaches it while it loads."""
     if settings.access.insecure:
         check_insecure_address(settings.server.address)
     server_credentials(settings.access)  # fail before touching any data
     parts = build_parts(settings)
-    server = FvsServer(settings, parts)
+    server = FvsServer(settings, parts, member)
     stop, hurry = asyncio.Event(), asyncio.Event()
+    started = False
+    follower: asyncio.Future[None] | None = None
     try:
-        await server.start(settings.server.address)
         loop = asyncio.get_running_loop()
 
         def on_signal() -> None:  # the first asks for a graceful stop, a second hurries it
@@ -440,8 +509,29 @@ async def serve(settings: Settings) -> None:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        loader = asyncio.ensure_future(server.load(default_loader(settings)))
+        load = default_loader(settings)
         waiter = asyncio.ensure_future(stop.wait())
+        if member is not None:
+            follower = asyncio.ensure_future(_follow_supervisor(member, stop, hurry))
+
+            def preload() -> FacePipeline:
+                pipeline = load()
+                parts.load_index(pipeline, settings)
+                return pipeline
+
+            preloading = loop.run_in_executor(server.executor, preload)
+            racing: set[asyncio.Future[Any]] = {preloading, waiter}
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+            if not preloading.done():
+                return  # stopped while loading: nothing bound, nothing served
+            loaded = preloading.result()
+
+            def load() -> FacePipeline:
+                return loaded
+
+        started = True  # a failed start still stops what it started (metrics listener)
+        await server.start(settings.server.address)
+        loader = asyncio.ensure_future(server.load(load))
         await asyncio.wait({loader, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if loader.done():
             loader.result()  # re-raises a load failure
@@ -450,6 +540,11 @@ async def serve(settings: Settings) -> None:
             loader.cancel()
     finally:
         log.info("shutting down")
-        await server.stop(hurry=hurry)
+        if follower is not None:
+            follower.cancel()
+        if started:
+            await server.stop(hurry=hurry)
+        else:
+            server.executor.shutdown(wait=False, cancel_futures=True)
         parts.close()
         log.info("stopped; audit trail closed")

@@ -32,7 +32,15 @@ from fvs.api.v1 import (
 )
 from fvs.domain import CitizenView, EnrollResult, VerifyRequest, VerifyResult
 from fvs.errors import ErrorCode, FvsError
-from fvs.intake import IntakeLimits, batch_facts, refused, registry_call, verify_call
+from fvs.intake import (
+    DEFAULT_SEARCH_K,
+    IntakeLimits,
+    batch_facts,
+    refused,
+    registry_call,
+    search_call,
+    verify_call,
+)
 from fvs.observability import hooks
 from fvs.observability.context import call_request_id, note_outcome, note_request_id
 from fvs.receipts import Receipt, ReceiptSigner
@@ -291,6 +299,7 @@ def _enroll_outcome(result: EnrollResult) -> dict[str, Any]:
         "model": result.model,
         "template_version": result.template_version,
         "citizen_created": result.citizen_created,
+        **({"duplicate_case": result.duplicate_case} if result.duplicate_case else {}),
     }
 
 
@@ -418,6 +427,27 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc
         )
         return registry_pb2.DeleteEnrollmentResponse(
             citizen_id=request.citizen_id, templates_deleted=deleted
+        )
+
+    async def SearchDuplicates(
+        self, request: registry_pb2.SearchDuplicatesRequest, context: Context
+    ) -> registry_pb2.SearchDuplicatesResponse:
+        which = request.WhichOneof("probe")
+        image = request.image if which == "image" else None
+        citizen_id = request.citizen_id if which == "citizen_id" else None
+        facts = search_call(citizen_id, image, request.k, self._r.limits, call_request_id())
+        k = request.k or DEFAULT_SEARCH_K
+        matches = await self._r.gated(
+            context,
+            facts,
+            lambda _auth: self._r.service.search_duplicates(k, image, citizen_id),
+            lambda found: {"candidates": len(found)},
+        )
+        dedup = self._r.service.dedup
+        return registry_pb2.SearchDuplicatesResponse(
+            candidates=[convert.duplicate_candidate(m) for m in matches],
+            model=self._r.service.pipeline.info.model_id,
+            max_fmr=dedup.settings.max_fmr if dedup is not None else 0.0,
         )
 
 

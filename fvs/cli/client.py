@@ -1,4 +1,5 @@
-"""Client commands: enroll, verify, health, registry show / delete-enrollment."""
+"""Client commands: enroll, verify, health, registry show / delete-enrollment /
+search-duplicates."""
 
 from __future__ import annotations
 
@@ -85,6 +86,15 @@ def register_registry(rsub: Any) -> None:
     delete = rsub.add_parser("delete-enrollment", help="erase a citizen's face templates")
     delete.add_argument("citizen_id")
     client_args(delete)
+    search = rsub.add_parser(
+        "search-duplicates",
+        help="the enrolled citizens most like a photo or a citizen's face (1:N, operators)",
+    )
+    probe = search.add_mutually_exclusive_group(required=True)
+    probe.add_argument("--image", type=Path, help="a photo")
+    probe.add_argument("--citizen-id", help="an enrolled citizen (left out of the answer)")
+    search.add_argument("--k", type=int, default=0, help="how many (1..100; default 10)")
+    client_args(search)
 
 
 def _tls(args: argparse.Namespace) -> Any:
@@ -187,6 +197,11 @@ def _call(c: Any, args: argparse.Namespace) -> int:
                 f"enrolled {er.citizen_id} template v{er.template_version} with {er.model}{created}"
             )
             print(_face_line(er.face))
+            for m in er.duplicates:
+                print(
+                    f"flagged: likely duplicate of {m.citizen_id} (score {m.score:.2f} %, cosine "
+                    f"{m.similarity:.4f}); case {er.duplicate_case_id}"
+                )
     elif args.command == "verify":
         vr = c.verify(
             args.citizen_id,
@@ -230,6 +245,19 @@ def _call(c: Any, args: argparse.Namespace) -> int:
         return 0 if status == "SERVING" else EXIT_UNAVAILABLE
     elif args.registry_command == "show":
         _print_message(c.get_citizen(args.citizen_id))
+    elif args.registry_command == "search-duplicates":
+        image = _read_photo(args.image) if args.image is not None else None
+        sr = c.search_duplicates(args.k, image=image, citizen_id=args.citizen_id)
+        if args.json:
+            _print_message(sr)
+        else:
+            for m in sr.candidates:
+                mark = "  DUPLICATE" if m.duplicate else ""
+                print(
+                    f"{m.citizen_id} v{m.template_version}  score {m.score:.2f} %  "
+                    f"cosine {m.similarity:.4f}{mark}"
+                )
+            print(f"({len(sr.candidates)} candidate(s), {sr.model}, max_fmr {sr.max_fmr:g})")
     else:
         dr = c.delete_enrollment(args.citizen_id)
         print(f"erased {dr.templates_deleted} template(s) of {dr.citizen_id}")

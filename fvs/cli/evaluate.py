@@ -82,6 +82,54 @@ def register(sub: Any) -> None:
     )
     ev.set_defaults(func=_eval)
 
+    dd = sub.add_parser(
+        "eval-dedup",
+        help="1:N duplicate search accuracy (FNIR, FPIR against max_fmr): JSON and DET plot",
+    )
+    _common(dd)
+    dd.add_argument("--seed", type=int, default=0, help="enrolment order")
+    dd.add_argument(
+        "--candidates", type=int, default=20, help="candidates kept per search (default 20)"
+    )
+    dd.add_argument(
+        "--distractors",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="N",
+        help="also run with N distractor templates in the gallery first (e.g. 0 10000 "
+        "100000 1000000; default 0)",
+    )
+    dd.add_argument(
+        "--distractor-kind",
+        choices=["isotropic", "face-like", "real"],
+        action="append",
+        help="isotropic: random unit vectors (the registry's synthetic templates); face-like: "
+        "drawn from a Gaussian fitted to the embeddings of --distractor-photos; real: those "
+        "embeddings themselves, at most as many as there are (repeatable; default isotropic)",
+    )
+    dd.add_argument(
+        "--distractor-photos",
+        type=Path,
+        metavar="DIR",
+        help="photos of people not in DATASET for the face-like and real distractors (flat "
+        "folder: each photo a person); never the evaluation set",
+    )
+    dd.add_argument(
+        "--search-kind",
+        choices=["auto", "flat", "pq", "ivf"],
+        default="auto",
+        help="SearchIndex kind (default auto, as the service)",
+    )
+    dd.add_argument("--name", help="dataset name for the plot's title")
+    dd.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval-report"),
+        help="folder for dedup_report.json and dedup_det.png",
+    )
+    dd.set_defaults(func=_eval_dedup)
+
     cal = sub.add_parser(
         "calibrate",
         help="fit the FMR-anchored score mapping for a pack, or --check one per group",
@@ -343,3 +391,24 @@ def _calibrate(args: argparse.Namespace) -> int:
         args.holdout_json.parent.mkdir(parents=True, exist_ok=True)
         args.holdout_json.write_text(json.dumps(holdout, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _eval_dedup(args: argparse.Namespace) -> int:
+    from fvs.cli.dedup_eval import run
+
+    if args.candidates < 1:
+        print("error: --candidates must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if any(n < 0 for n in args.distractors):
+        print("error: --distractors takes counts >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    kinds = args.distractor_kind or ["isotropic"]
+    photos = args.distractor_photos
+    if set(kinds) - {"isotropic"} and (photos is None or not photos.is_dir()):
+        print("error: face-like and real distractors need --distractor-photos DIR", file=sys.stderr)
+        return EXIT_USAGE
+    evaluation, s = _evaluation(args)
+    mapping = _mapping(evaluation, None)
+    if mapping is None:
+        return EXIT_USAGE
+    return run(args, evaluation, s, mapping, kinds)

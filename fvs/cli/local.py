@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fvs.cli import client, store
+from fvs.cli import client, dedup, store
 from fvs.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, add_data_dir, settings
 
 
@@ -49,6 +49,12 @@ def register_serve(sub: Any) -> None:
         help="share the port with other FVS processes (multi-process serving); without it a "
         "taken address is an error",
     )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        help="serving processes sharing the port (SO_REUSEPORT), each with its own model "
+        "and index; state is shared through the store (default $FVS_SERVER__PROCESSES or 1)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -56,6 +62,7 @@ def register(sub: Any) -> None:
     registry = sub.add_parser("registry", help="the synthetic civil-registration store")
     rsub = registry.add_subparsers(dest="registry_command", required=True)
     store.register_registry(rsub)
+    dedup.register_registry(rsub)
     client.register_registry(rsub)
 
     model = sub.add_parser("model", help="model packs")
@@ -171,7 +178,7 @@ def _audit_location(cmd: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fvs.api.server import serve
+    from fvs.errors import ConfigError
 
     s = settings(
         server__address=args.address,
@@ -184,8 +191,17 @@ def _serve(args: argparse.Namespace) -> int:
         observability__otlp_endpoint=args.otlp_endpoint,
         server__grace_s=args.grace,
         server__reuse_port=args.reuse_port or None,
+        server__processes=args.processes,
     )
+    if s.server.processes < 1:
+        raise ConfigError(f"--processes must be at least 1, not {s.server.processes}")
     try:
+        if s.server.processes > 1:  # the supervisor loads neither grpc nor the model
+            from fvs.api.group import run_group
+
+            return run_group(s, args.log_level, args.log_format)
+        from fvs.api.server import serve
+
         asyncio.run(serve(s))
     except OSError as exc:
         print(f"error: cannot serve: {exc}", file=sys.stderr)

@@ -100,6 +100,14 @@ REASONS: dict[str, str] = {
     ErrorCode.INVALID_CERTIFICATE.value: "The certificate is malformed or not of this CA.",
     ErrorCode.INVALID_ATTRIBUTE.value: "A claimed attribute is malformed; see the field named.",
     ErrorCode.SERVICE_NOT_PERMITTED.value: "The agency's permit does not cover this service.",
+    ErrorCode.DUPLICATE_IDENTITY.value: (
+        "This face is already enrolled under another citizen ID; the enrolment was refused "
+        "and kept as a duplicate case for adjudication."
+    ),
+    ErrorCode.DUPLICATE_SEARCH_UNAVAILABLE.value: (
+        "The duplicate search index is still being built; try the enrolment again shortly."
+    ),
+    ErrorCode.CASE_NOT_FOUND.value: "There is no duplicate case with that number.",
     ErrorCode.ATTRIBUTE_GUESSING.value: (
         "Too many attribute checks of this citizen did not match; checks are paused for a while."
     ),

@@ -26,6 +26,7 @@ STAGES = (
     "audit_append",
     "audit_flush",
     "store",
+    "dedup",  # the 1:N duplicate search at enrolment (issue 9)
 )
 COMPONENTS = ("model", "store", "audit")
 

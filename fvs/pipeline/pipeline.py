@@ -96,13 +96,19 @@ class FacePipeline:
         settings: PipelineSettings,
         minimums: QualitySettings | None = None,
         score: ScoreSettings | None = None,
+        trt_cache_dir: Path | None = None,
     ) -> FacePipeline:
-        """Load and verify the model pack named in ``model``; raises ConfigError."""
+        """Load and verify the model pack named in ``model``; raises ConfigError.
+        ``trt_cache_dir``: TensorRT's engine cache when ``model`` names none."""
         manifest, folder = load_manifest(model.models_dir, model.pack)
         options = SessionOptions(
             providers=resolve_providers(model.providers),
             intra_op_threads=model.intra_op_threads,
             allow_spinning=model.allow_spinning,
+            trt_fp16=model.trt_fp16,
+            trt_cache_dir=model.trt_cache_dir or trt_cache_dir,
+            device_id=model.device_id,
+            gpu_mem_limit_mb=model.gpu_mem_limit_mb,
         )
         det_weights = read_verified(folder, manifest.detector.file, manifest.detector.sha256)
         rec_weights = read_verified(folder, manifest.recognizer.file, manifest.recognizer.sha256)

@@ -56,6 +56,7 @@ class TemplateIndex:
         capacity = max(capacity, 16)
         self._matrix: npt.NDArray[np.generic] = self._allocate(capacity)
         self._versions = np.zeros(capacity, dtype=np.int32)
+        self._owners = np.zeros(capacity, dtype=np.int64)  # row -> citizen ID (as a number)
         self._scales = np.ones(capacity if encoding == "i8" else 0, dtype=np.float32)
         self.failed: list[str] = []  # citizens left out when built from the store
         # The change log's sequence number at the last full read of the store: bulk loads
@@ -105,6 +106,9 @@ class TemplateIndex:
         ``capacity``: rows to reserve (an upper bound costs no memory until rows are written,
         and spares the copies of growing: at 10^7 the last doubling alone held 8.6 GB)."""
         index = cls(model_id, dim, capacity=capacity, encoding=encoding)
+        last_change = getattr(store, "last_change", None)  # SQL stores keep a change log
+        if callable(last_change):  # bulk loads up to here are in what is read next
+            index.base_seq = int(last_change())
         for chunk in store.active_templates(model_id):
             index.put_many(chunk.ids, chunk.vectors, chunk.versions)
             index.failed.extend(chunk.failed)
@@ -174,6 +178,9 @@ class TemplateIndex:
         grown[: self._size] = self._matrix[: self._size]
         versions = np.zeros(capacity, dtype=np.int32)
         versions[: self._size] = self._versions[: self._size]
+        owners = np.zeros(capacity, dtype=np.int64)
+        owners[: self._size] = self._owners[: self._size]
+        self._owners = owners
         if self.encoding == "i8":
             scales = np.ones(capacity, dtype=np.float32)
             scales[: self._size] = self._scales[: self._size]
@@ -199,6 +206,7 @@ class TemplateIndex:
             self._grow(self._size + 1)
             self._write(self._size, np.asarray(vector, dtype=np.float32)[None, :])
             self._versions[self._size] = version
+            self._owners[self._size] = int(citizen_id)
             self._rows[int(citizen_id)] = self._size
             self._size += 1
 
@@ -211,6 +219,7 @@ class TemplateIndex:
                 block = np.asarray(vectors[start : start + 65536], dtype=np.float32)
                 self._write(self._size + start, block)
             self._versions[self._size : need] = versions
+            self._owners[self._size : need] = np.asarray(ids, dtype=np.int64)
             for k, cid in enumerate(ids):
                 self._rows[int(cid)] = self._size + k
             self._size = need
@@ -231,8 +240,16 @@ class TemplateIndex:
             rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
             matrix = self._matrix[:n]
             versions = self._versions[:n].copy()
+            owners = self._owners[:n].copy()
             scales = self._scales[:n].copy()
-        return {"matrix": matrix, "versions": versions, "scales": scales, "ids": ids, "rows": rows}
+        return {
+            "matrix": matrix,
+            "versions": versions,
+            "owners": owners,
+            "scales": scales,
+            "ids": ids,
+            "rows": rows,
+        }
 
     def save(
         self,
@@ -275,12 +292,22 @@ class TemplateIndex:
         if loaded is None:
             return None
         arrays, meta = loaded
+        names = {"matrix", "versions", "owners", "scales", "ids", "rows"}
+        if set(arrays) != names:
+            log.warning(
+                "snapshot %s not used: arrays %s, not %s; rebuilding",
+                path,
+                sorted(arrays),
+                sorted(names),
+            )
+            return None
         index = made[0]
         n = int(arrays["matrix"].shape[0])
         ids, rows = arrays["ids"], arrays["rows"]
         scales_n = n if encoding == "i8" else 0
         if (
             arrays["versions"].shape != (n,)
+            or arrays["owners"].shape != (n,)
             or arrays["scales"].shape != (scales_n,)
             or ids.shape != rows.shape
             or (rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n))
@@ -288,6 +315,7 @@ class TemplateIndex:
             log.warning("snapshot %s not used: its arrays do not agree; rebuilding", path)
             return None
         index._versions[:n] = arrays["versions"]
+        index._owners[:n] = arrays["owners"]
         index._scales[:scales_n] = arrays["scales"]
         for start in range(0, ids.shape[0], 1 << 20):  # bounded temporaries (Python ints)
             end = start + (1 << 20)
@@ -298,3 +326,48 @@ class TemplateIndex:
         index._size = n
         index.base_seq = int(meta.get("base_seq", 0))
         return index, meta
+
+    # rows, for 1:N search (fvs.store.search) -----------------------------------------
+    # Rows are append-only: a new version or a new citizen takes a new row, an erasure only
+    # forgets the citizen's row. A search index can therefore follow this one by reading the
+    # rows it has not seen yet, and tell live rows from dead ones by asking ``live``.
+    @property
+    def rows_used(self) -> int:
+        """Rows written so far (live and dead)."""
+        return self._size
+
+    @property
+    def dead_rows(self) -> int:
+        return self._size - len(self._rows)
+
+    def vectors(self, start: int, end: int) -> Vector:
+        """Rows [start, end) as float32 unit vectors (live or dead)."""
+        block = self._matrix[start:end].astype(np.float32)
+        if self.encoding == "i8":
+            block *= self._scales[start:end, None]
+        return block
+
+    def gather(self, rows: npt.NDArray[np.int64]) -> Vector:
+        """Rows ``rows`` as float32 unit vectors."""
+        block = self._matrix[rows].astype(np.float32)
+        if self.encoding == "i8":
+            block *= self._scales[rows, None]
+        return block
+
+    def owners(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The citizen (as a number) each row was written for."""
+        return self._owners[rows]
+
+    def live(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether each row is its citizen's active template now."""
+        owners = self._owners[rows]
+        return np.array(
+            [self._rows.get(int(o), -1) == int(r) for o, r in zip(owners, rows, strict=True)],
+            dtype=bool,
+        )
+
+    def versions_of(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+        return self._versions[rows]
+
+    def row_of(self, citizen_id: str) -> int | None:
+        return self._rows.get(int(citizen_id))

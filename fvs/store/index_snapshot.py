@@ -108,7 +108,8 @@ class IndexSnapshots:
         self.replayed = 0  # changes replayed at the last start (tests, logs)
         self.replay_s = 0.0
         self.source = ""  # "snapshot" | "store": where the index came from
-        self.follow: Callable[[], dt.datetime] | None = None
+        self.follow: Callable[[], dt.datetime | int] | None = None
+        self.current: Callable[[], TemplateIndex | None] | None = None
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -148,12 +149,9 @@ class IndexSnapshots:
         return index
 
     def build(self, model_id: str, dim: int, encoding: str) -> TemplateIndex:
-        base = self.store.last_change()  # bulk loads up to here are in what is read next
         # at most one active template a citizen: room reserved for all, grown if more come
         room = self.store.count_citizens() + 1024
-        index = TemplateIndex.from_store(self.store, model_id, dim, encoding, room + room // 8)
-        index.base_seq = base
-        return index
+        return TemplateIndex.from_store(self.store, model_id, dim, encoding, room + room // 8)
 
     def load(self, model_id: str, dim: int, encoding: str) -> TemplateIndex | None:
         path = self.path(model_id, encoding)
@@ -226,15 +224,17 @@ class IndexSnapshots:
             assert isinstance(now, dt.datetime)
         else:
             now = dt.datetime.now(dt.UTC)
-        if self.follow is not None:
-            now = min(now, self.follow())
+        applied = self.follow() if self.follow is not None else None
+        if isinstance(applied, dt.datetime):  # PostgreSQL: the sync's last catch-up
+            now = min(now, applied)
         cutoff: object = now - self.margin
         if self.store.backend == "sqlite":
             cutoff = (now - self.margin).astimezone(dt.UTC).isoformat()
+        upto = applied if isinstance(applied, int) else None  # SQLite: the last seq applied
         rows = self.store.db.read(
             "SELECT seq, citizen_id, changed_at FROM template_changes WHERE changed_at <= ?"
-            " ORDER BY changed_at DESC, seq DESC LIMIT 1",
-            (cutoff,),
+            " AND seq <= ? ORDER BY changed_at DESC, seq DESC LIMIT 1",
+            (cutoff, upto if upto is not None else 2**62),
         )
         if not rows:
             return 0, None
@@ -242,7 +242,7 @@ class IndexSnapshots:
 
     def save(self) -> bool:
         """Take a snapshot now (False, logged, when it could not be written)."""
-        index = self.index
+        index = self.current() if self.current is not None else self.index
         if index is None:
             return False
         path = self.path(index.model_id, index.encoding)
@@ -281,13 +281,19 @@ class IndexSnapshots:
         except FvsError:
             return False
 
-    def start(self, follow: Callable[[], dt.datetime] | None = None) -> None:
+    def start(
+        self,
+        follow: Callable[[], dt.datetime | int] | None = None,
+        current: Callable[[], TemplateIndex | None] | None = None,
+    ) -> None:
         """Take snapshots in the background from now on (one at once when the index was
         built from the store). ``follow``: when other servers or processes write too, the
         database time before which their changes are in the index (the sync's last catch-up):
         a snapshot never claims a change the index may still lack. None: this process is the
-        only writer, and applies its own changes as it commits them."""
+        only writer, and applies its own changes as it commits them. ``current``: the index
+        in use now (a rebuild after a bulk change swaps in another one)."""
         self.follow = follow
+        self.current = current
         self._thread = threading.Thread(
             target=self._run, args=(self.source == "store",), name="fvs-index-snapshot", daemon=True
         )

@@ -114,7 +114,7 @@ CREATE TABLE duplicate_cases (
     candidate_version  INTEGER NOT NULL,
     similarity         REAL NOT NULL,
     score              REAL NOT NULL,
-    candidates         INTEGER NOT NULL, -- how many enrolled citizens were at or above the threshold
+    candidates         INTEGER NOT NULL, -- citizens at or above the threshold
     model_id           TEXT NOT NULL,
     status             TEXT NOT NULL DEFAULT 'open'
                        CHECK (status IN ('open', 'same_person', 'different_people')),

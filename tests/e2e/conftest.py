@@ -86,6 +86,9 @@ def server(
     settings = settings_factory()
     settings.server.max_queue = 64  # room for the 50-call burst test
     settings.server.max_queue_wait_ms = 60_000
+    # the tests on this shared server enrol the two committed faces under many citizen IDs:
+    # duplicate search off here (tests/e2e/test_dedup.py covers it, on its own servers)
+    settings.dedup.mode = "off"
     running = ServerThread(settings, lambda: pipeline)
     running.loaded.result(timeout=60)
     yield running

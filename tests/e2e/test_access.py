@@ -236,6 +236,9 @@ def test_agency_may_not_use_the_registry_or_admin(deployment: Deployment) -> Non
         assert deployment.server.service.store.active_template(CITIZEN_A).version == version
         assert refused(lambda: gw.delete_enrollment(CITIZEN_A)).reason == "OPERATION_NOT_PERMITTED"
         assert refused(lambda: gw.get_citizen(CITIZEN_A)).reason == "OPERATION_NOT_PERMITTED"
+        # the 1:N search (issue 9) is for the authority's operators only
+        search = refused(lambda: gw.search_duplicates(k=3, image=photo("obama.jpg")))
+        assert (search.code, search.reason) == ("PERMISSION_DENIED", "OPERATION_NOT_PERMITTED")
     with channel(deployment.server.address, deployment.tls("gateway")) as ch:
         stub = admin_pb2_grpc.AdminStub(ch)
         with pytest.raises(grpc.RpcError) as info:

@@ -83,6 +83,25 @@ def test_service_benchmark(tmp_path: Path) -> None:
     assert Path(payload["plot"]).exists()
 
 
+def test_processes_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    bench(
+        "processes.py",
+        "--levels",
+        "2",
+        "--seconds",
+        "1",
+        "--warm-seconds",
+        "0.5",
+        "--out",
+        str(out),
+    )
+    payload = json.loads(out.read_text())
+    for name in ("processes_1", "processes_2"):
+        (level,) = payload["results"][name]
+        assert level["concurrency"] == 2 and level["ok"] > 0 and level["errors"] == 0
+
+
 def test_soak_smoke(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     bench("soak.py", "--seconds", "8", "--rate", "4", "--sample-s", "1", "--out", str(out))

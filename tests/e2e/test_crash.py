@@ -86,7 +86,8 @@ def test_sigkill_during_bulk_seeding(tmp_path: Path) -> None:
 
 def test_sigkill_during_an_enrolment_burst(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {"FVS_SERVER__MAX_QUEUE_WAIT_MS": "60000"}
+    # one photo enrolled under many IDs: duplicate search off (tests/e2e/test_dedup.py covers it)
+    env = {"FVS_SERVER__MAX_QUEUE_WAIT_MS": "60000", "FVS_DEDUP__MODE": "off"}
     server = ServerProcess(data, env=env)
     try:
         server.wait_serving()

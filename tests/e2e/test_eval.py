@@ -110,3 +110,35 @@ def test_calibrate_needs_enough_impostors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "at least 100000" in result.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+def test_eval_dedup_on_the_test_photos(tmp_path: Path) -> None:
+    """`fvs eval-dedup`: 4 acquired photos of 2 people, 2 not acquired; with 1,000 isotropic
+    distractors too. Each person's second photo is a mated search the bar must catch."""
+    root = make_dataset(tmp_path)
+    out = tmp_path / "dedup"
+    result = fvs(
+        "eval-dedup",
+        str(root / "images"),
+        "--distractors",
+        "0",
+        "1000",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "dedup_report.json").read_text())
+    assert (out / "dedup_det.png").stat().st_size > 0
+    assert report["photos"] == 4 and report["people"] == 2
+    assert len(report["not_acquired"]) == 2
+    assert [r["distractors"] for r in report["runs"]] == [0, 1000]
+    for run in report["runs"]:
+        at = {p["max_fmr"]: p for p in run["at"]}
+        assert at[1e-6]["mated_searches"] == 2 and at[1e-6]["non_mated_searches"] == 2
+        assert at[1e-6]["fnir"] == 0.0 and at[1e-6]["fpir"] == 0.0
+    assert "enrolled_1e7" in report["expected_fpir"]["1e-06"]
+    bad = fvs("eval-dedup", str(root / "images"), "--candidates", "0", "--no-progress")
+    assert bad.returncode != 0 and "--candidates" in bad.stderr

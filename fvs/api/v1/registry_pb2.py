@@ -27,7 +27,7 @@ from fvs.api.v1 import attributes_pb2 as fvs_dot_v1_dot_attributes__pb2
 from fvs.api.v1 import common_pb2 as fvs_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66vs/v1/registry.proto\x12\x06\x66vs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66vs/v1/attributes.proto\x1a\x13\x66vs/v1/common.proto\"M\n\rEnrollRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x19\n\x11\x63reate_if_missing\x18\x03 \x01(\x08\"\xd5\x01\n\x0e\x45nrollResponse\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x18\n\x10template_version\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1a\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x0c.fvs.v1.Face\x12\x17\n\x0f\x63itizen_created\x18\x05 \x01(\x08\x12/\n\x0b\x65nrolled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x07quality\x18\x07 \x01(\x0b\x32\x0f.fvs.v1.Quality\"\'\n\x11GetCitizenRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\"\xf0\x02\n\x07\x43itizen\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x15\n\rfirst_name_th\x18\x02 \x01(\t\x12\x14\n\x0clast_name_th\x18\x03 \x01(\t\x12\x15\n\rfirst_name_en\x18\x04 \x01(\t\x12\x14\n\x0clast_name_en\x18\x05 \x01(\t\x12\x18\n\x03sex\x18\x06 \x01(\x0e\x32\x0b.fvs.v1.Sex\x12\x12\n\nbirth_date\x18\x07 \x01(\t\x12\x10\n\x08province\x18\x08 \x01(\t\x12\x10\n\x08\x64istrict\x18\t \x01(\t\x12\'\n\x0b\x63\x61rd_status\x18\n \x01(\x0e\x32\x12.fvs.v1.CardStatus\x12\x11\n\tsynthetic\x18\x0b \x01(\x08\x12\x10\n\x08\x65nrolled\x18\x0c \x01(\x08\x12\x18\n\x10template_version\x18\r \x01(\x05\x12\x16\n\x0etemplate_model\x18\x0e \x01(\t\x12%\n\x07id_card\x18\x14 \x01(\x0b\x32\x14.fvs.v1.IdCardRecord\"-\n\x17\x44\x65leteEnrollmentRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\"I\n\x18\x44\x65leteEnrollmentResponse\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x19\n\x11templates_deleted\x18\x02 \x01(\x05*8\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0c\n\x08SEX_MALE\x10\x01\x12\x0e\n\nSEX_FEMALE\x10\x02*s\n\nCardStatus\x12\x1b\n\x17\x43\x41RD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41RD_STATUS_ACTIVE\x10\x01\x12\x17\n\x13\x43\x41RD_STATUS_EXPIRED\x10\x02\x12\x17\n\x13\x43\x41RD_STATUS_REVOKED\x10\x03\x32\xd4\x01\n\x08Registry\x12\x37\n\x06\x45nroll\x12\x15.fvs.v1.EnrollRequest\x1a\x16.fvs.v1.EnrollResponse\x12\x38\n\nGetCitizen\x12\x19.fvs.v1.GetCitizenRequest\x1a\x0f.fvs.v1.Citizen\x12U\n\x10\x44\x65leteEnrollment\x12\x1f.fvs.v1.DeleteEnrollmentRequest\x1a .fvs.v1.DeleteEnrollmentResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66vs/v1/registry.proto\x12\x06\x66vs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66vs/v1/attributes.proto\x1a\x13\x66vs/v1/common.proto\"M\n\rEnrollRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x19\n\x11\x63reate_if_missing\x18\x03 \x01(\x08\"\xa0\x02\n\x0e\x45nrollResponse\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x18\n\x10template_version\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1a\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x0c.fvs.v1.Face\x12\x17\n\x0f\x63itizen_created\x18\x05 \x01(\x08\x12/\n\x0b\x65nrolled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x07quality\x18\x07 \x01(\x0b\x32\x0f.fvs.v1.Quality\x12.\n\nduplicates\x18\x08 \x03(\x0b\x32\x1a.fvs.v1.DuplicateCandidate\x12\x19\n\x11\x64uplicate_case_id\x18\t \x01(\x03\"x\n\x12\x44uplicateCandidate\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x18\n\x10template_version\x18\x04 \x01(\x05\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"T\n\x17SearchDuplicatesRequest\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x14\n\ncitizen_id\x18\x02 \x01(\tH\x00\x12\t\n\x01k\x18\x03 \x01(\x05\x42\x07\n\x05probe\"j\n\x18SearchDuplicatesResponse\x12.\n\ncandidates\x18\x01 \x03(\x0b\x32\x1a.fvs.v1.DuplicateCandidate\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07max_fmr\x18\x03 \x01(\x01\"\'\n\x11GetCitizenRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\"\xf0\x02\n\x07\x43itizen\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x15\n\rfirst_name_th\x18\x02 \x01(\t\x12\x14\n\x0clast_name_th\x18\x03 \x01(\t\x12\x15\n\rfirst_name_en\x18\x04 \x01(\t\x12\x14\n\x0clast_name_en\x18\x05 \x01(\t\x12\x18\n\x03sex\x18\x06 \x01(\x0e\x32\x0b.fvs.v1.Sex\x12\x12\n\nbirth_date\x18\x07 \x01(\t\x12\x10\n\x08province\x18\x08 \x01(\t\x12\x10\n\x08\x64istrict\x18\t \x01(\t\x12\'\n\x0b\x63\x61rd_status\x18\n \x01(\x0e\x32\x12.fvs.v1.CardStatus\x12\x11\n\tsynthetic\x18\x0b \x01(\x08\x12\x10\n\x08\x65nrolled\x18\x0c \x01(\x08\x12\x18\n\x10template_version\x18\r \x01(\x05\x12\x16\n\x0etemplate_model\x18\x0e \x01(\t\x12%\n\x07id_card\x18\x14 \x01(\x0b\x32\x14.fvs.v1.IdCardRecord\"-\n\x17\x44\x65leteEnrollmentRequest\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\"I\n\x18\x44\x65leteEnrollmentResponse\x12\x12\n\ncitizen_id\x18\x01 \x01(\t\x12\x19\n\x11templates_deleted\x18\x02 \x01(\x05*8\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0c\n\x08SEX_MALE\x10\x01\x12\x0e\n\nSEX_FEMALE\x10\x02*s\n\nCardStatus\x12\x1b\n\x17\x43\x41RD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41RD_STATUS_ACTIVE\x10\x01\x12\x17\n\x13\x43\x41RD_STATUS_EXPIRED\x10\x02\x12\x17\n\x13\x43\x41RD_STATUS_REVOKED\x10\x03\x32\xab\x02\n\x08Registry\x12\x37\n\x06\x45nroll\x12\x15.fvs.v1.EnrollRequest\x1a\x16.fvs.v1.EnrollResponse\x12\x38\n\nGetCitizen\x12\x19.fvs.v1.GetCitizenRequest\x1a\x0f.fvs.v1.Citizen\x12U\n\x10\x44\x65leteEnrollment\x12\x1f.fvs.v1.DeleteEnrollmentRequest\x1a .fvs.v1.DeleteEnrollmentResponse\x12U\n\x10SearchDuplicates\x12\x1f.fvs.v1.SearchDuplicatesRequest\x1a .fvs.v1.SearchDuplicatesResponseB\x0e\n\norg.fvs.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +35,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fvs.v1.registry_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.fvs.v1P\001'
-  _globals['_SEX']._serialized_start=941
-  _globals['_SEX']._serialized_end=997
-  _globals['_CARDSTATUS']._serialized_start=999
-  _globals['_CARDSTATUS']._serialized_end=1114
+  _globals['_SEX']._serialized_start=1332
+  _globals['_SEX']._serialized_end=1388
+  _globals['_CARDSTATUS']._serialized_start=1390
+  _globals['_CARDSTATUS']._serialized_end=1505
   _globals['_ENROLLREQUEST']._serialized_start=112
   _globals['_ENROLLREQUEST']._serialized_end=189
   _globals['_ENROLLRESPONSE']._serialized_start=192
-  _globals['_ENROLLRESPONSE']._serialized_end=405
-  _globals['_GETCITIZENREQUEST']._serialized_start=407
-  _globals['_GETCITIZENREQUEST']._serialized_end=446
-  _globals['_CITIZEN']._serialized_start=449
-  _globals['_CITIZEN']._serialized_end=817
-  _globals['_DELETEENROLLMENTREQUEST']._serialized_start=819
-  _globals['_DELETEENROLLMENTREQUEST']._serialized_end=864
-  _globals['_DELETEENROLLMENTRESPONSE']._serialized_start=866
-  _globals['_DELETEENROLLMENTRESPONSE']._serialized_end=939
-  _globals['_REGISTRY']._serialized_start=1117
-  _globals['_REGISTRY']._serialized_end=1329
+  _globals['_ENROLLRESPONSE']._serialized_end=480
+  _globals['_DUPLICATECANDIDATE']._serialized_start=482
+  _globals['_DUPLICATECANDIDATE']._serialized_end=602
+  _globals['_SEARCHDUPLICATESREQUEST']._serialized_start=604
+  _globals['_SEARCHDUPLICATESREQUEST']._serialized_end=688
+  _globals['_SEARCHDUPLICATESRESPONSE']._serialized_start=690
+  _globals['_SEARCHDUPLICATESRESPONSE']._serialized_end=796
+  _globals['_GETCITIZENREQUEST']._serialized_start=798
+  _globals['_GETCITIZENREQUEST']._serialized_end=837
+  _globals['_CITIZEN']._serialized_start=840
+  _globals['_CITIZEN']._serialized_end=1208
+  _globals['_DELETEENROLLMENTREQUEST']._serialized_start=1210
+  _globals['_DELETEENROLLMENTREQUEST']._serialized_end=1255
+  _globals['_DELETEENROLLMENTRESPONSE']._serialized_start=1257
+  _globals['_DELETEENROLLMENTRESPONSE']._serialized_end=1330
+  _globals['_REGISTRY']._serialized_start=1508
+  _globals['_REGISTRY']._serialized_end=1807
 # @@protoc_insertion_point(module_scope)

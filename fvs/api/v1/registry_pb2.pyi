@@ -3,10 +3,11 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from fvs.api.v1 import attributes_pb2 as _attributes_pb2
 from fvs.api.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -42,7 +43,7 @@ class EnrollRequest(_message.Message):
     def __init__(self, citizen_id: _Optional[str] = ..., image: _Optional[bytes] = ..., create_if_missing: _Optional[bool] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("citizen_id", "template_version", "model", "face", "citizen_created", "enrolled_at", "quality")
+    __slots__ = ("citizen_id", "template_version", "model", "face", "citizen_created", "enrolled_at", "quality", "duplicates", "duplicate_case_id")
     CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +51,8 @@ class EnrollResponse(_message.Message):
     CITIZEN_CREATED_FIELD_NUMBER: _ClassVar[int]
     ENROLLED_AT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_CASE_ID_FIELD_NUMBER: _ClassVar[int]
     citizen_id: str
     template_version: int
     model: str
@@ -57,7 +60,43 @@ class EnrollResponse(_message.Message):
     citizen_created: bool
     enrolled_at: _timestamp_pb2.Timestamp
     quality: _common_pb2.Quality
-    def __init__(self, citizen_id: _Optional[str] = ..., template_version: _Optional[int] = ..., model: _Optional[str] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., citizen_created: _Optional[bool] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ...) -> None: ...
+    duplicates: _containers.RepeatedCompositeFieldContainer[DuplicateCandidate]
+    duplicate_case_id: int
+    def __init__(self, citizen_id: _Optional[str] = ..., template_version: _Optional[int] = ..., model: _Optional[str] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., citizen_created: _Optional[bool] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quality: _Optional[_Union[_common_pb2.Quality, _Mapping]] = ..., duplicates: _Optional[_Iterable[_Union[DuplicateCandidate, _Mapping]]] = ..., duplicate_case_id: _Optional[int] = ...) -> None: ...
+
+class DuplicateCandidate(_message.Message):
+    __slots__ = ("citizen_id", "similarity", "score", "template_version", "duplicate")
+    CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    citizen_id: str
+    similarity: float
+    score: float
+    template_version: int
+    duplicate: bool
+    def __init__(self, citizen_id: _Optional[str] = ..., similarity: _Optional[float] = ..., score: _Optional[float] = ..., template_version: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class SearchDuplicatesRequest(_message.Message):
+    __slots__ = ("image", "citizen_id", "k")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CITIZEN_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    citizen_id: str
+    k: int
+    def __init__(self, image: _Optional[bytes] = ..., citizen_id: _Optional[str] = ..., k: _Optional[int] = ...) -> None: ...
+
+class SearchDuplicatesResponse(_message.Message):
+    __slots__ = ("candidates", "model", "max_fmr")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_FMR_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[DuplicateCandidate]
+    model: str
+    max_fmr: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[DuplicateCandidate, _Mapping]]] = ..., model: _Optional[str] = ..., max_fmr: _Optional[float] = ...) -> None: ...
 
 class GetCitizenRequest(_message.Message):
     __slots__ = ("citizen_id",)

@@ -50,6 +50,11 @@ class RegistryStub:
                 request_serializer=fvs_dot_v1_dot_registry__pb2.DeleteEnrollmentRequest.SerializeToString,
                 response_deserializer=fvs_dot_v1_dot_registry__pb2.DeleteEnrollmentResponse.FromString,
                 _registered_method=True)
+        self.SearchDuplicates = channel.unary_unary(
+                '/fvs.v1.Registry/SearchDuplicates',
+                request_serializer=fvs_dot_v1_dot_registry__pb2.SearchDuplicatesRequest.SerializeToString,
+                response_deserializer=fvs_dot_v1_dot_registry__pb2.SearchDuplicatesResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -78,6 +83,14 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchDuplicates(self, request, context):
+        """The enrolled citizens whose faces are most like a photo, or like a citizen's enrolled face
+        (that citizen left out), best first: a 1:N search for the authority's own operators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +108,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.DeleteEnrollment,
                     request_deserializer=fvs_dot_v1_dot_registry__pb2.DeleteEnrollmentRequest.FromString,
                     response_serializer=fvs_dot_v1_dot_registry__pb2.DeleteEnrollmentResponse.SerializeToString,
+            ),
+            'SearchDuplicates': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchDuplicates,
+                    request_deserializer=fvs_dot_v1_dot_registry__pb2.SearchDuplicatesRequest.FromString,
+                    response_serializer=fvs_dot_v1_dot_registry__pb2.SearchDuplicatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +197,33 @@ class Registry:
             '/fvs.v1.Registry/DeleteEnrollment',
             fvs_dot_v1_dot_registry__pb2.DeleteEnrollmentRequest.SerializeToString,
             fvs_dot_v1_dot_registry__pb2.DeleteEnrollmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fvs.v1.Registry/SearchDuplicates',
+            fvs_dot_v1_dot_registry__pb2.SearchDuplicatesRequest.SerializeToString,
+            fvs_dot_v1_dot_registry__pb2.SearchDuplicatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
