@@ -208,6 +208,12 @@ class StoreSettings(BaseModel):
     # log read every poll_interval_s). README "Storage backends" has the measurement.
     sync: Literal["notify", "poll"] = "notify"
     poll_interval_s: float = Field(default=0.25, gt=0, le=60)
+    # Start from a snapshot of the template index (data_dir/cache, sealed with the template
+    # key) and the change log since, instead of reading every template: README "Storage
+    # backends". One is taken after a full load, every snapshot_interval_s while templates
+    # change, and at a graceful stop.
+    index_snapshot: bool = True
+    snapshot_interval_s: float = Field(default=1800, ge=1, le=7 * 86400)
 
     def key_file(self) -> Path:
         return self.template_key_file or self.data_dir / "keys" / "template.key"

@@ -27,6 +27,7 @@ from fvs.pipeline.pipeline import FacePipeline
 from fvs.pipeline.score import ScoreMapping, cosine
 from fvs.store.base import CitizenStore
 from fvs.store.index import TemplateIndex
+from fvs.store.index_snapshot import IndexSnapshots
 from fvs.store.synthetic import minimal_citizen
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,14 @@ class FaceService:
         fallback: ScoreMapping,
         index_encoding: str = "f32",
         dedup: DuplicateSearch | None = None,
+        snapshots: IndexSnapshots | None = None,
     ) -> None:
         """``fallback`` maps scores when the model pack has no calibration;
         ``index_encoding``: how the template index holds rows (fvs.store.index);
-        ``dedup``: the 1:N duplicate search run at enrolment (None: none)."""
+        ``dedup``: the 1:N duplicate search run at enrolment (None: none);
+        ``snapshots``: start the index from a snapshot (fvs.store.index_snapshot)."""
         self.store = store
+        self.snapshots = snapshots
         self.index_encoding = index_encoding
         self.fallback = fallback
         self.dedup = dedup
@@ -59,16 +63,23 @@ class FaceService:
     def set_pipeline(self, pipeline: FacePipeline) -> None:
         """Load the template index for this model; from then on calls are served."""
         start = time.perf_counter()
-        self.index = TemplateIndex.from_store(
-            self.store,
-            pipeline.info.model_id,
-            pipeline.manifest.recognizer.embedding_size,
-            self.index_encoding,
-        )
+        model_id, dim = pipeline.info.model_id, pipeline.manifest.recognizer.embedding_size
+        if self.snapshots is not None:
+            self.index = self.snapshots.open_index(model_id, dim, self.index_encoding)
+            source = self.snapshots.source
+            if source == "snapshot":
+                replay = (
+                    f"{self.snapshots.replayed} changes replayed in {self.snapshots.replay_s:.1f} s"
+                )
+                source += f" ({replay})"
+        else:
+            self.index = TemplateIndex.from_store(self.store, model_id, dim, self.index_encoding)
+            source = "store"
         log.info(
-            "template index: %d templates of %s in %.1f s",
+            "template index: %d templates of %s from the %s in %.1f s",
             len(self.index),
-            pipeline.info.model_id,
+            model_id,
+            source,
             time.perf_counter() - start,
         )
         if self.index.failed:

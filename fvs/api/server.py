@@ -53,7 +53,7 @@ from fvs.pki import ca_keys_in
 from fvs.receipts import ReceiptSigner, load_or_create_key
 from fvs.service import FaceService
 from fvs.store.duplicates import DuplicateCases
-from fvs.store.factory import open_access, open_registry
+from fvs.store.factory import open_access, open_registry, open_snapshots
 from fvs.store.index import TemplateIndex
 from fvs.store.registry import SqlCitizenStore
 from fvs.store.sync import IndexFollower, IndexSync, TemplateIndexFollower
@@ -109,10 +109,17 @@ class Parts:
                 settings.store.poll_interval_s,
             )
             self.sync.start()
+        if self.service.snapshots is not None:  # snapshots stand where the sync has caught up
+            service = self.service
+            service.snapshots.start(  # type: ignore[union-attr]
+                self.sync.caught_up if self.sync is not None else None, lambda: service.index
+            )
 
     def close(self) -> None:
         if self.sync is not None:
             self.sync.stop()
+        if self.service.snapshots is not None:
+            self.service.snapshots.stop()
         self.gate.close()
         self.digital_id.cards.close()
         self.service.store.close()
@@ -144,6 +151,7 @@ def build_parts(settings: Settings) -> Parts:
         LogisticMapping(settings.score.midpoint, settings.score.slope),
         settings.store.template_encoding,
         DuplicateSearch(settings.dedup, DuplicateCases(registry.db)),
+        open_snapshots(settings.store, registry),
     )
     rules = ConsentRules(
         max_age=dt.timedelta(seconds=settings.access.consent_max_age_s),

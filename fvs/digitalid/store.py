@@ -1,5 +1,7 @@
-"""Where card facts and the NO_MATCH counter live: a protocol and its SQLite implementation
-(tables in the registry database file, ``registry.sqlite3``)."""
+"""Where card facts and the NO_MATCH counter live: a protocol and its one SQL implementation
+on :class:`fvs.store.db.Database`, for SQLite (tables in the registry database file,
+``registry.sqlite3``) and PostgreSQL (tables in the deployment's database, shared by every
+server), as the registry and the access rules are."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from typing import Protocol
 
 from fvs.digitalid.model import CardFacts, CardStatus, CardStatusReason, RegisteredDate
 from fvs.digitalid.schema import DIGITALID_MIGRATIONS
-from fvs.store.db import SqliteDatabase
-from fvs.store.sqlite import DB_FILE
+from fvs.store.db import Database, Row, SqliteDatabase, Tx
+from fvs.store.migrate import SQLITE_FILES, migrate
 
 
 class IdCardStore(Protocol):
@@ -60,10 +62,18 @@ _COLUMNS = (
     "citizen_id, laser_code, birth_date, issued_on, expires_on, card_status, status_reason,"
     " deceased_on, house_no, district, province, district_en, province_en"
 )
+_NO_MATCH_SINCE = (
+    "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at >= ?"
+    " ORDER BY at"
+)
+HOUSEKEEPING_S = 7 * 24 * 3600.0
 
 
-def _date(text: str) -> dt.date:
-    return dt.date.fromisoformat(text)
+def _date(value: object) -> dt.date:
+    """A DATE column: a date from PostgreSQL, ISO text from SQLite."""
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
 
 
 def parse_registered(text: str) -> RegisteredDate:
@@ -89,16 +99,16 @@ def _row(card: CardFacts) -> tuple[object, ...]:
     )
 
 
-def _card(r: tuple[object, ...]) -> CardFacts:
+def _card(r: Row) -> CardFacts:
     return CardFacts(
         citizen_id=str(r[0]),
         laser_code=str(r[1]),
         birth_date=parse_registered(str(r[2])),
-        issued_on=_date(str(r[3])),
-        expires_on=_date(str(r[4])),
+        issued_on=_date(r[3]),
+        expires_on=_date(r[4]),
         status=CardStatus(r[5]),
         status_reason=CardStatusReason(r[6]),
-        deceased_on=_date(str(r[7])) if r[7] else None,
+        deceased_on=_date(r[7]) if r[7] else None,
         house_no=str(r[8]),
         district=str(r[9]),
         province=str(r[10]),
@@ -107,16 +117,13 @@ def _card(r: tuple[object, ...]) -> CardFacts:
     )
 
 
-class SqliteIdCardStore:
-    """The Digital ID tables inside ``data_dir/registry.sqlite3``."""
+class SqlIdCardStore:
+    """:class:`IdCardStore` on an open :class:`Database` whose Digital ID schema is current."""
 
-    HOUSEKEEPING_S = 7 * 24 * 3600.0
+    HOUSEKEEPING_S = HOUSEKEEPING_S
 
-    def __init__(self, data_dir: Path) -> None:
-        self.db = SqliteDatabase(Path(data_dir) / DB_FILE, page_size=8192)
-        # Idempotent (CREATE ... IF NOT EXISTS): also applied, and versioned, by `fvs db migrate`.
-        for script in DIGITALID_MIGRATIONS["sqlite"]:
-            self.db.conn().executescript(script)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def card(self, citizen_id: str) -> CardFacts | None:
         rows = self.db.read(
@@ -126,33 +133,32 @@ class SqliteIdCardStore:
 
     def add_cards(self, cards: Iterable[CardFacts]) -> int:
         rows = [_row(c) for c in cards]
-        with self.db.tx() as conn:
-            return conn.executemany(
-                f"INSERT OR IGNORE INTO digitalid_cards ({_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        with self.db.tx() as tx:
+            return tx.executemany(
+                f"INSERT INTO digitalid_cards ({_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
 
     def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
-        rows = self.db.read(
-            "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at >= ?"
-            " ORDER BY at",
-            (agency, citizen_hash, since),
+        rows = self.db.read(_NO_MATCH_SINCE, (agency, citizen_hash, since))
+        return [float(r[0]) for r in rows]
+
+    def _add(self, tx: Tx, agency: str, citizen_hash: str, at: float, count: int) -> None:
+        tx.execute(
+            "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at < ?",
+            (agency, citizen_hash, at - self.HOUSEKEEPING_S),
         )
-        return [float(str(r[0])) for r in rows]
+        tx.executemany(
+            "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
+            [(agency, citizen_hash, at)] * count,
+        )
 
     def add_no_matches(self, agency: str, citizen_hash: str, at: float, count: int) -> None:
         if count <= 0:
             return
-        with self.db.tx() as conn:
-            conn.execute(
-                "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at < ?",
-                (agency, citizen_hash, at - self.HOUSEKEEPING_S),
-            )
-            conn.executemany(
-                "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
-                [(agency, citizen_hash, at)] * count,
-            )
+        with self.db.tx() as tx:
+            self._add(tx, agency, citizen_hash, at, count)
 
     def record_no_matches(
         self,
@@ -162,23 +168,18 @@ class SqliteIdCardStore:
         at: float,
         decide: Callable[[list[float]], int],
     ) -> None:
-        with self.db.tx() as conn:  # BEGIN IMMEDIATE: one writer at a time
-            rows = conn.execute(
-                "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ?"
-                " AND at >= ? ORDER BY at",
-                (agency, citizen_hash, since),
-            ).fetchall()
+        # SQLite: BEGIN IMMEDIATE, one writer at a time. PostgreSQL: one transaction per
+        # (agency, citizen) at a time, across every server, by an advisory lock.
+        with self.db.tx() as tx:
+            if self.db.backend == "postgresql":
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+                    (f"fvs-digitalid/{agency}/{citizen_hash}",),
+                )
+            rows = tx.execute(_NO_MATCH_SINCE, (agency, citizen_hash, since)).fetchall()
             count = decide([float(r[0]) for r in rows])
             if count > 0:
-                conn.execute(
-                    "DELETE FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ?"
-                    " AND at < ?",
-                    (agency, citizen_hash, at - self.HOUSEKEEPING_S),
-                )
-                conn.executemany(
-                    "INSERT INTO digitalid_no_match (agency, citizen_hash, at) VALUES (?, ?, ?)",
-                    [(agency, citizen_hash, at)] * count,
-                )
+                self._add(tx, agency, citizen_hash, at, count)
 
     def permit_services(self, permit_id: int) -> frozenset[str] | None:
         rows = self.db.read(
@@ -187,12 +188,26 @@ class SqliteIdCardStore:
         return frozenset(str(r[0]) for r in rows) if rows else None
 
     def set_permit_services(self, permit_id: int, services: frozenset[str]) -> None:
-        with self.db.tx() as conn:
-            conn.execute("DELETE FROM digitalid_permit_services WHERE permit_id = ?", (permit_id,))
-            conn.executemany(
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM digitalid_permit_services WHERE permit_id = ?", (permit_id,))
+            tx.executemany(
                 "INSERT INTO digitalid_permit_services (permit_id, service) VALUES (?, ?)",
                 [(permit_id, service) for service in sorted(services)],
             )
 
     def close(self) -> None:
         self.db.close()
+
+
+class SqliteIdCardStore(SqlIdCardStore):
+    """The Digital ID tables inside ``data_dir/registry.sqlite3``, brought to the current
+    schema on open (the embedded default needs no setup; `fvs db migrate` does the same)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        db = SqliteDatabase(Path(data_dir) / SQLITE_FILES["digitalid"], page_size=8192)
+        try:
+            migrate(db, "digitalid", DIGITALID_MIGRATIONS)
+        except BaseException:
+            db.close()
+            raise
+        super().__init__(db)

@@ -142,9 +142,16 @@ class TemplateCipher:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return kid, nonce + self._keys[kid].encrypt(nonce, payload, aad)
 
-    def open(self, key_id: str, blob: bytes, aad: bytes) -> bytes:
-        """The payload; TEMPLATE_INTEGRITY when it was not sealed for this record with this
-        key (moved, edited, or a key the file lacks)."""
+    def open_into(self, key_id: str, blob: memoryview, aad: bytes, out: memoryview) -> None:
+        """``open`` straight into ``out`` (exactly the payload's length), for large payloads
+        (index snapshots): no copy. ``out`` holds garbage when it fails; discard it."""
+        aes = self._aes(key_id)
+        try:
+            aes.decrypt_into(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad, out)
+        except (InvalidTag, ValueError) as exc:
+            raise FvsError(ErrorCode.TEMPLATE_INTEGRITY, "sealed data failed its check") from exc
+
+    def _aes(self, key_id: str) -> AESGCM:
         aes = self._keys.get(key_id)
         if aes is None:
             self.refresh()
@@ -156,6 +163,12 @@ class TemplateCipher:
                 "file lacks",
                 key_id=key_id,
             )
+        return aes
+
+    def open(self, key_id: str, blob: bytes, aad: bytes) -> bytes:
+        """The payload; TEMPLATE_INTEGRITY when it was not sealed for this record with this
+        key (moved, edited, or a key the file lacks)."""
+        aes = self._aes(key_id)
         try:
             return aes.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
         except (InvalidTag, ValueError) as exc:

@@ -12,6 +12,7 @@ from fvs.config import StoreSettings
 from fvs.errors import ConfigError
 from fvs.store.crypto import TemplateCipher, write_new_key
 from fvs.store.db import Database, SqliteDatabase, private_dir
+from fvs.store.index_snapshot import IndexSnapshots
 from fvs.store.migrate import SQLITE_FILES, Migrations, check, components
 from fvs.store.registry import SqlCitizenStore
 from fvs.store.url import StoreLocation
@@ -88,3 +89,11 @@ def open_access(settings: StoreSettings, pool_size: int = 8) -> AccessStore:
 
     location = settings.location()
     return AccessStore(open_checked(location, "access", components()["access"], pool_size))
+
+
+def open_snapshots(settings: StoreSettings, registry: SqlCitizenStore) -> IndexSnapshots | None:
+    """Where this server keeps snapshots of its template index (data_dir/cache), or None
+    when they are turned off (``index_snapshot``) or there is no template key to seal them."""
+    if not settings.index_snapshot or registry.cipher is None:
+        return None
+    return IndexSnapshots(registry, settings.data_dir / "cache", settings.snapshot_interval_s)

@@ -159,6 +159,12 @@ class IndexSync:
     def start(self) -> None:
         self._thread.start()
 
+    def caught_up(self) -> Mark:
+        """Where every change is in the followers: PostgreSQL, the database time of the last
+        catch-up; SQLite, the last sequence number applied (at first, the mark taken before
+        the index was loaded)."""
+        return self._since
+
     def stop(self) -> None:
         self._stop.set()  # the listener wakes at least once a second to see it
         if self._thread.ident is not None:

@@ -9,19 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from fvs.digitalid.postgres import PostgresIdCardStore
-from fvs.digitalid.store import IdCardStore, SqliteIdCardStore
+from fvs.config import StoreSettings
+from fvs.digitalid.backends import open_card_store
+from fvs.digitalid.store import IdCardStore
 from fvs.digitalid.synthetic import card_for
 from fvs.errors import ErrorCode, FvsError
 from fvs.store.synthetic import synthetic_citizens
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdCardStore]:
-    if request.param == "sqlite":
-        opened: IdCardStore = SqliteIdCardStore(tmp_path)
-    else:
-        opened = PostgresIdCardStore(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def store(store_settings: StoreSettings) -> Iterator[IdCardStore]:
+    opened = open_card_store(store_settings.location())
     yield opened
     opened.close()
 
@@ -93,3 +91,33 @@ def test_record_no_matches_is_atomic_per_pair(store: IdCardStore) -> None:
     # a refusal records nothing; another pair is independent
     store.record_no_matches("BANK", "other", 0.0, 1.0, lambda recent: 2)
     assert len(store.no_matches_since("BANK", "other", 0.0)) == 2
+
+
+def test_postgresql_schema_must_be_migrated(pg_url: str, tmp_path: Path) -> None:
+    """As the registry and the access rules: an unmigrated database is refused, naming the
+    command (nothing is created behind the operator's back)."""
+    from fvs.store.migrate import SchemaError
+
+    settings = StoreSettings(url=pg_url, data_dir=tmp_path)
+    with pytest.raises(SchemaError, match="fvs db migrate --store"):
+        open_card_store(settings.location())
+
+
+def test_sqlite_tables_from_before_versions_are_adopted(tmp_path: Path) -> None:
+    """A registry file whose Digital ID tables were created before they were versioned."""
+    from fvs.digitalid.schema import DIGITALID_MIGRATIONS
+    from fvs.store.db import SqliteDatabase
+    from fvs.store.migrate import current_version
+
+    db = SqliteDatabase(tmp_path / "registry.sqlite3")
+    db.conn().executescript(DIGITALID_MIGRATIONS["sqlite"][0])
+    db.conn().execute("INSERT INTO digitalid_permit_services VALUES (3, 'FVS')")
+    db.close()
+    store = open_card_store(StoreSettings(data_dir=tmp_path).location())
+    try:
+        assert store.permit_services(3) == {"FVS"}
+    finally:
+        store.close()
+    db = SqliteDatabase(tmp_path / "registry.sqlite3")
+    assert current_version(db, "digitalid") == len(DIGITALID_MIGRATIONS["sqlite"])
+    db.close()
