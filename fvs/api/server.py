@@ -109,9 +109,12 @@ class Parts:
                 settings.store.poll_interval_s,
             )
             self.sync.start()
-        if self.service.snapshots is not None:  # snapshots stand where the sync has caught up
+        snapshots = self.service.snapshots
+        if snapshots is not None:  # snapshots stand where the sync has caught up
             service = self.service
-            service.snapshots.start(  # type: ignore[union-attr]
+            if service.dedup is not None and service.dedup.enabled:  # saved beside the rows
+                snapshots.companions = service.dedup.companions
+            snapshots.start(
                 self.sync.caught_up if self.sync is not None else None, lambda: service.index
             )
 

@@ -37,6 +37,15 @@ def register_registry(rsub: Any) -> None:
     add_data_dir(res)
     res.set_defaults(func=_resolve)
 
+    reindex = rsub.add_parser(
+        "reindex",
+        help="rebuild the template index and the duplicate search index from the store and "
+        "write them as the snapshot the next server start loads",
+    )
+    reindex.add_argument("--pack", help="model pack whose templates are indexed")
+    add_data_dir(reindex)
+    reindex.set_defaults(func=_reindex)
+
     scan = rsub.add_parser(
         "dedup-scan", help="find duplicate pairs among every enrolled template (a report)"
     )
@@ -113,6 +122,54 @@ def _resolve(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from fvs.dedup.search import DuplicateSearch
+    from fvs.pipeline.pipeline import calibration_path
+    from fvs.pipeline.score import load_calibration
+    from fvs.runtime.manifest import load_manifest
+    from fvs.store.factory import open_registry, open_snapshots
+
+    s = settings(store__data_dir=args.data_dir, model__pack=args.pack)
+    manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
+    start = time.perf_counter()
+    store = open_registry(s.store)
+    try:
+        snapshots = open_snapshots(s.store, store)
+        if snapshots is None:
+            print(
+                "error: index snapshots are off (store.index_snapshot) or the store has no "
+                "template key: nothing to write",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        model_id, dim = manifest.model_id, manifest.recognizer.embedding_size
+        index = snapshots.build(model_id, dim, s.store.template_encoding)
+        snapshots.index = index
+        kind = "none (dedup.mode = off)"
+        if s.dedup.mode != "off":
+            mapping = load_calibration(
+                s.score.calibration or calibration_path(s.model), manifest.recognizer.sha256
+            )
+            dedup = DuplicateSearch(s.dedup, None)
+            dedup.attach(index, mapping)
+            if not dedup.wait_ready(None) or dedup.index is None:
+                print(f"error: the search index failed: {dedup.failure}", file=sys.stderr)
+                return EXIT_REFUSED
+            snapshots.companions = dedup.companions
+            kind = dedup.index.kind
+        if not snapshots.save():
+            print("error: the snapshot was not written (see the log)", file=sys.stderr)
+            return EXIT_REFUSED
+        path = snapshots.path(model_id, s.store.template_encoding)
+    finally:
+        store.close()
+    print(
+        f"reindexed {len(index)} templates of {model_id} (search index: {kind}) into {path} "
+        f"in {time.perf_counter() - start:.1f} s; servers load it at their next start"
+    )
     return 0
 
 

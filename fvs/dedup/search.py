@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +50,7 @@ class DuplicateSearch:
         self._index: SearchIndex | None = None
         self._building: threading.Thread | None = None
         self.failure: str | None = None  # why the index could not be built
+        self.source = ""  # "snapshot" | "built": where the live index came from
         # An enrolment's check and its store write happen under this lock, so that two
         # enrolments of one face on this server cannot both pass (README: across servers,
         # the registry scan catches the race).
@@ -72,6 +75,9 @@ class DuplicateSearch:
             return
         self.rule = DuplicateRule.from_mapping(mapping, self.settings.max_fmr)
         params = params_of(self.settings)
+        if self._from_snapshot(templates, params):
+            return
+        self.source = "built"
         if params.resolve(templates.rows_used) == "flat":
             self._index = SearchIndex(templates, params).build()
             return
@@ -79,6 +85,40 @@ class DuplicateSearch:
             target=self._build, args=(templates, params), name="fvs-dedup-index", daemon=True
         )
         self._building.start()
+
+    def _from_snapshot(self, templates: TemplateIndex, params: SearchParams) -> bool:
+        """Take the search index saved beside ``templates``'s rows in its snapshot (rows
+        written since, by the replay, are added at once); False (logged) when there is none
+        or it does not fit, and the index is built instead."""
+        data = templates.companions.pop("search", None)
+        covered = templates.snapshot_meta.get("search_covered")
+        if data is None or covered is None:
+            return False
+        start = time.perf_counter()
+        try:
+            self._index = SearchIndex.from_bytes(templates, data, int(covered), params)
+        except (ValueError, RuntimeError) as exc:  # faiss raises RuntimeError on bad bytes
+            log.warning("duplicate search index in the snapshot not used (%s); rebuilding", exc)
+            return False
+        self.source = "snapshot"
+        log.info(
+            "duplicate search index: %s over %d rows from the snapshot in %.1f s",
+            self._index.kind,
+            self._index.covered,
+            time.perf_counter() - start,
+        )
+        return True
+
+    def companions(
+        self, templates: TemplateIndex
+    ) -> tuple[dict[str, npt.NDArray[np.uint8]], dict[str, Any]]:
+        """What to save beside ``templates``'s rows in its snapshot: this search index, when
+        it indexes those very rows (fvs.store.index_snapshot.IndexSnapshots.companions)."""
+        index = self._index
+        if index is None or index.templates is not templates:
+            return {}, {}
+        data, covered = index.serialised()
+        return {"search": data}, {"search_covered": covered, "search_kind": index.kind}
 
     def _build(self, templates: TemplateIndex, params: SearchParams) -> None:
         try:

@@ -113,10 +113,8 @@ class RegionScorer:
         # A serving call scores 2 to ~20 faces: einsum keeps that product on this thread
         # (measured: a BLAS call this small spread over busy cores took ~50 ms under load,
         # against < 1 ms here); evaluation's thousands of faces go through BLAS.
-        if x.shape[0] <= 32:
-            sims = np.einsum("nd,dk->nk", x, self._cohort)  # (N, n_in + n_out)
-        else:
-            sims = x @ self._cohort
+        small = x.shape[0] <= 32
+        sims = np.einsum("nd,dk->nk", x, self._cohort) if small else x @ self._cohort
         k = self.model.k
         top_in = -np.partition(-sims[:, : self._n_in], k - 1, axis=1)[:, :k]
         top_out = -np.partition(-sims[:, self._n_in :], k - 1, axis=1)[:, :k]

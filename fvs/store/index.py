@@ -59,6 +59,10 @@ class TemplateIndex:
         self._owners = np.zeros(capacity, dtype=np.int64)  # row -> citizen ID (as a number)
         self._scales = np.ones(capacity if encoding == "i8" else 0, dtype=np.float32)
         self.failed: list[str] = []  # citizens left out when built from the store
+        # arrays saved beside this index's rows in its snapshot (TemplateIndex.save), e.g.
+        # the serialised 1:N search index; empty when built from the store
+        self.companions: dict[str, npt.NDArray[Any]] = {}
+        self.snapshot_meta: dict[str, Any] = {}  # the snapshot's metadata, when loaded from one
         # The change log's sequence number at the last full read of the store: bulk loads
         # logged up to it are in the index (fvs.store.index_snapshot).
         self.base_seq = 0
@@ -257,9 +261,14 @@ class TemplateIndex:
         cipher: TemplateCipher,
         binding: Mapping[str, Any],
         meta: Mapping[str, Any],
+        companions: Mapping[str, Array] | None = None,
     ) -> int:
-        """Seal the index to ``path`` (fvs.store.snapshot.save_snapshot); returns bytes."""
-        arrays = self.export()
+        """Seal the index to ``path`` (fvs.store.snapshot.save_snapshot); returns bytes.
+        ``companions``: arrays derived from rows this index already holds (the 1:N search
+        index, taken before this call, so that it covers no row the saved matrix lacks),
+        saved under ``x_<name>`` and given back by :meth:`load` as ``companions``."""
+        extra = {f"x_{name}": array for name, array in (companions or {}).items()}
+        arrays = {**self.export(), **extra}
         meta = {**meta, "base_seq": self.base_seq, "rows": int(arrays["matrix"].shape[0])}
         return save_snapshot(path, arrays, meta, cipher, binding)
 
@@ -293,7 +302,8 @@ class TemplateIndex:
             return None
         arrays, meta = loaded
         names = {"matrix", "versions", "owners", "scales", "ids", "rows"}
-        if set(arrays) != names:
+        companions = {k[2:]: v for k, v in arrays.items() if k.startswith("x_")}
+        if set(arrays) - {f"x_{k}" for k in companions} != names:
             log.warning(
                 "snapshot %s not used: arrays %s, not %s; rebuilding",
                 path,
@@ -325,6 +335,8 @@ class TemplateIndex:
             return None
         index._size = n
         index.base_seq = int(meta.get("base_seq", 0))
+        index.companions = companions
+        index.snapshot_meta = dict(meta)
         return index, meta
 
     # rows, for 1:N search (fvs.store.search) -----------------------------------------

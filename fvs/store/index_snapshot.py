@@ -110,6 +110,11 @@ class IndexSnapshots:
         self.source = ""  # "snapshot" | "store": where the index came from
         self.follow: Callable[[], dt.datetime | int] | None = None
         self.current: Callable[[], TemplateIndex | None] | None = None
+        # arrays (and metadata) derived from the index being saved, to save beside it: the
+        # 1:N search index (fvs.dedup.search.DuplicateSearch.companions)
+        self.companions: Callable[[TemplateIndex], tuple[dict[str, Any], dict[str, Any]]] | None = (
+            None
+        )
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -256,11 +261,16 @@ class IndexSnapshots:
             try:
                 last = self.store.last_change()
                 seq, anchor = self._stable_point()
+                # taken before the index's rows: it covers none the saved matrix lacks
+                extra, extra_meta = (
+                    self.companions(index) if self.companions is not None else ({}, {})
+                )
                 size = index.save(
                     path,
                     self.cipher,
                     self.binding(index.model_id, index.dim, index.encoding),
-                    {"seq": seq, "anchor": anchor, "last_change": last},
+                    {"seq": seq, "anchor": anchor, "last_change": last, **extra_meta},
+                    extra,
                 )
             except Exception as exc:  # a full disk must not take the server down
                 log.error("template index snapshot %s not written: %s", path, exc)

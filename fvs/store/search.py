@@ -283,9 +283,13 @@ class SearchIndex:
 
     def to_bytes(self) -> npt.NDArray[np.uint8]:
         """The faiss index, serialised (to persist beside the template index's snapshot)."""
+        return self.serialised()[0]
+
+    def serialised(self) -> tuple[npt.NDArray[np.uint8], int]:
+        """(the faiss index serialised, the rows it covers), taken together."""
         with self._lock:
             data: npt.NDArray[np.uint8] = faiss.serialize_index(self._index)
-        return data
+            return data, self._covered
 
     @classmethod
     def from_bytes(

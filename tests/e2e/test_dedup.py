@@ -228,3 +228,35 @@ def test_the_index_follows_a_restart(
             assert error.reason == "DUPLICATE_IDENTITY"
     finally:
         second.stop()
+
+
+def test_reindex_writes_the_snapshot_the_next_start_loads(
+    settings_factory: Callable[..., Settings],
+    pipeline: FacePipeline,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = settings_factory()
+    settings.store.snapshot_interval_s = 3600.0
+    first = ServerThread(settings, lambda: pipeline)
+    first.loaded.result(timeout=60)
+    with FvsClient(first.address) as client:
+        client.enroll(A, photo("obama.jpg"), create_if_missing=True)
+        client.enroll(C, photo("biden.jpg"), create_if_missing=True)
+    first.stop()
+    data = settings.store.data_dir
+    for snap in (data / "cache").glob("index-*.snap"):
+        snap.unlink()  # gone: reindex makes it again from the store
+    capsys.readouterr()
+    assert main(["registry", "reindex", "--data-dir", str(data)]) == 0
+    assert "reindexed 2 templates" in capsys.readouterr().out
+    assert list((data / "cache").glob("index-*.snap"))
+    second = ServerThread(settings, lambda: pipeline)
+    second.loaded.result(timeout=60)
+    try:
+        dedup = second.service.dedup
+        assert dedup is not None and dedup.source == "snapshot"
+        with FvsClient(second.address) as client:
+            error = _refusal(lambda: client.enroll(B, photo("biden2.jpg"), create_if_missing=True))
+            assert error.metadata["candidate_citizen_id"] == C
+    finally:
+        second.stop()

@@ -17,6 +17,8 @@ from fvs.store.synthetic import minimal_citizen
 from tests.conftest import CITIZEN_A, CITIZEN_B, photo
 from tests.e2e.conftest import DevClient, ServerProcess
 
+CITIZEN_C = "1100000000016"
+
 
 @pytest.mark.model
 def test_restart_from_the_snapshot_answers_for_changes_made_while_down(
@@ -53,9 +55,17 @@ def test_restart_from_the_snapshot_answers_for_changes_made_while_down(
             result = client.verify(CITIZEN_B, photo("biden2.jpg"))
             with pytest.raises(CallFailedError) as erased:
                 client.verify(CITIZEN_A, photo("obama2.jpg"))
+            # the duplicate search index came back with the snapshot and follows the replay:
+            # B (enrolled while down) is caught, A (erased while down) is not a candidate
+            with pytest.raises(CallFailedError) as duplicate:
+                client.enroll(CITIZEN_C, photo("biden2.jpg"), create_if_missing=True)
+            assert client.enroll(CITIZEN_C, photo("obama2.jpg"), create_if_missing=True)
         logs = second.logs()
     finally:
         second.stop()
     assert "from the snapshot (" in logs, logs
+    assert "duplicate search index: flat over 2 rows from the snapshot" in logs, logs
+    assert duplicate.value.reason == "DUPLICATE_IDENTITY"
+    assert duplicate.value.metadata["candidate_citizen_id"] == CITIZEN_B
     assert result.match_score > 0.9
     assert erased.value.reason == "NOT_ENROLLED"
