@@ -114,6 +114,7 @@ class Parts:
             service = self.service
             if service.dedup is not None and service.dedup.enabled:  # saved beside the rows
                 snapshots.companions = service.dedup.companions
+                service.dedup.on_built = snapshots.save  # a new search index: save it too
             snapshots.start(
                 self.sync.caught_up if self.sync is not None else None, lambda: service.index
             )

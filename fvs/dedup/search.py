@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,9 @@ class DuplicateSearch:
         self._building: threading.Thread | None = None
         self.failure: str | None = None  # why the index could not be built
         self.source = ""  # "snapshot" | "built": where the live index came from
+        # called (on the building thread) when a background build or rebuild is swapped in:
+        # the server takes a snapshot then, so that the next start loads this index
+        self.on_built: Callable[[], object] | None = None
         # An enrolment's check and its store write happen under this lock, so that two
         # enrolments of one face on this server cannot both pass (README: across servers,
         # the registry scan catches the race).
@@ -126,6 +130,9 @@ class DuplicateSearch:
         except Exception as exc:  # reported on every enrolment until fixed
             self.failure = str(exc)
             log.exception("duplicate search index: build failed")
+            return
+        if self.on_built is not None:
+            self.on_built()
 
     def rebuild(self) -> None:
         """A fresh index of the same templates (dead rows dropped), swapped in when built."""

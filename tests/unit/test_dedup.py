@@ -157,10 +157,13 @@ def test_rebuild_in_the_background_when_due(mapping) -> None:  # type: ignore[no
     search.attach(templates, mapping)
     first = search.index
     assert first is not None and not search.needs_rebuild() and not search.maybe_rebuild()
+    built: list[bool] = []
+    search.on_built = lambda: built.append(True)  # the server saves a snapshot then
     for cid in ids[:600]:  # erased: 30 % of the rows dead
         templates.remove(cid)
     assert search.needs_rebuild() and search.maybe_rebuild()
     assert search.wait_ready(60)
+    assert built == [True]
     assert search.index is not first and search.index is not None
     assert search.index.covered == templates.rows_used and search.index.dead == 0
     assert not search.needs_rebuild()
