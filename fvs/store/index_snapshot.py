@@ -322,5 +322,7 @@ class IndexSnapshots:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        with self._save_lock:  # a save another thread began (a new search index's) ends first
+            pass
         if self.index is not None and self._changed():
             self.save()
