@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The 10^7 start-up measurement of README "Duplicate search": needs the seeded PostgreSQL store and
-# its data directory (paths below); run from the repository root.
+# its data directory: FVS_BENCH_DATA_DIR=... FVS_BENCH_STORE=postgresql://... benchmarks/serving_dedup_1e7.sh
 # 10^7 templates on PostgreSQL: (1) start from the template-index snapshot, the PQ search index
 # builds in the background, graceful stop saves both; (2) start again: both from the snapshot.
 set -u
-cd /work/main
-D=/work/wt/snap-data/pg1e7
-URL=postgresql://postgres@127.0.0.1:5432/fvs_snap_1e7
+cd "$(dirname "$0")/.."
+D="${FVS_BENCH_DATA_DIR:?the data directory of the seeded store (keys, cache)}"
+URL="${FVS_BENCH_STORE:?postgresql://... of the seeded store}"
 run() {
   log=$1
   start=$(date +%s.%N)
