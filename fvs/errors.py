@@ -153,6 +153,9 @@ class FvsError(Exception):
         self.metadata: dict[str, str] = dict(metadata)
         # When set, callers are told to retry after this delay (google.rpc.RetryInfo).
         self.retry_after_s: float | None = None
+        # Facts the audit record of the refused call keeps (never sent to the caller), e.g.
+        # the duplicate case a refused enrolment opened.
+        self.audit: dict[str, object] = {}
 
     def __repr__(self) -> str:
         return f"FvsError({self.code.value}, {self.message!r})"

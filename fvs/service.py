@@ -225,7 +225,7 @@ class FaceService:
                     len(duplicates),
                     model_id,
                 )
-                raise FvsError(
+                error = FvsError(
                     ErrorCode.DUPLICATE_IDENTITY,
                     f"this face is already enrolled under another citizen ID (score "
                     f"{best.score:.1f}); the enrolment was refused and kept as duplicate "
@@ -236,6 +236,9 @@ class FaceService:
                     candidates=str(len(duplicates)),
                     case_id=str(case),
                 )
+                # the audit trail leads to the adjudication, never to the candidate's ID
+                error.audit["duplicate_case"] = case
+                raise error
             template, created = self._store_template(request, embedding, exists)
         dedup.maybe_rebuild()  # compaction / a bigger kind, in the background when due
         case = 0

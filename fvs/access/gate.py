@@ -60,14 +60,6 @@ class CallFacts:
 Outcome = Callable[[Any], dict[str, Any]]
 
 
-def _refusal(error: FvsError) -> dict[str, Any]:
-    """What a refused call's record keeps of its error: the duplicate case a refused
-    enrolment opened (issue 9), so that the trail leads to the adjudication; never the
-    candidate's citizen ID."""
-    case = error.metadata.get("case_id") if error.code is ErrorCode.DUPLICATE_IDENTITY else None
-    return {"duplicate_case": int(case)} if case else {}
-
-
 def _no_fields(_: Any) -> dict[str, Any]:
     return {}
 
@@ -119,7 +111,7 @@ class Gate:
                 self._record(caller, facts, auth, start, "STARTED", "", {})
             result = fn(auth)
         except FvsError as exc:
-            self._record(caller, facts, auth, start, "REFUSED", exc.code.value, _refusal(exc))
+            self._record(caller, facts, auth, start, "REFUSED", exc.code.value, dict(exc.audit))
             raise
         except Exception:
             self._record(caller, facts, auth, start, "ERROR", ErrorCode.INTERNAL.value, {})
