@@ -125,15 +125,23 @@ def _resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reindex(args: argparse.Namespace) -> int:
-    from fvs.dedup.search import DuplicateSearch
+def _pack(s: Any) -> tuple[Any, Any]:
+    """(the configured pack's manifest, its calibrated score mapping), without its models."""
     from fvs.pipeline.pipeline import calibration_path
     from fvs.pipeline.score import load_calibration
     from fvs.runtime.manifest import load_manifest
+
+    manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
+    path = s.score.calibration or calibration_path(s.model)
+    return manifest, load_calibration(path, manifest.recognizer.sha256)
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from fvs.dedup.search import DuplicateSearch
     from fvs.store.factory import open_registry, open_snapshots
 
     s = settings(store__data_dir=args.data_dir, model__pack=args.pack)
-    manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
+    manifest, mapping = _pack(s)
     start = time.perf_counter()
     store = open_registry(s.store)
     try:
@@ -150,9 +158,6 @@ def _reindex(args: argparse.Namespace) -> int:
         snapshots.index = index
         kind = "none (dedup.mode = off)"
         if s.dedup.mode != "off":
-            mapping = load_calibration(
-                s.score.calibration or calibration_path(s.model), manifest.recognizer.sha256
-            )
             dedup = DuplicateSearch(s.dedup, None)
             dedup.attach(index, mapping)
             if not dedup.wait_ready(None) or dedup.index is None:
@@ -179,19 +184,13 @@ def _scan(args: argparse.Namespace) -> int:
     from fvs.dedup.rule import DuplicateRule
     from fvs.dedup.scan import scan
     from fvs.dedup.search import params_of
-    from fvs.pipeline.pipeline import calibration_path
-    from fvs.pipeline.score import load_calibration
-    from fvs.runtime.manifest import load_manifest
     from fvs.store.duplicates import DuplicateCases
     from fvs.store.factory import open_registry
     from fvs.store.index import TemplateIndex
     from fvs.store.search import SearchIndex
 
     s = settings(store__data_dir=args.data_dir, model__pack=args.pack)
-    manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
-    mapping = load_calibration(
-        s.score.calibration or calibration_path(s.model), manifest.recognizer.sha256
-    )
+    manifest, mapping = _pack(s)
     rule = DuplicateRule.from_mapping(mapping, args.max_fmr or s.dedup.max_fmr)
     start = time.perf_counter()
     store = open_registry(s.store)

@@ -54,7 +54,7 @@ class DuplicateRule:
 
     max_fmr: float
     thresholds: tuple[float, ...]
-    mapping: ScoreMapping | None
+    mapping: CalibratedMapping | None  # None: bars only (evaluation tests), scores 0
 
     @classmethod
     def from_mapping(cls, mapping: ScoreMapping, max_fmr: float) -> DuplicateRule:
@@ -92,7 +92,7 @@ class DuplicateRule:
         n = candidates.shape[0]
         if len(self.thresholds) == 1 or n == 0:
             return np.full(n, self.thresholds[0], dtype=np.float64)
-        assert isinstance(self.mapping, CalibratedMapping) and self.mapping.regions is not None
+        assert self.mapping is not None and self.mapping.regions is not None
         scorer = self.mapping.regions
         members = scorer.membership(np.concatenate([probe[None, :], candidates]))
         weights = scorer.pair_weights(np.full(n, members[0]), members[1:])  # (K, 3)

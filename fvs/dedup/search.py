@@ -134,12 +134,6 @@ class DuplicateSearch:
         if self.on_built is not None:
             self.on_built()
 
-    def rebuild(self) -> None:
-        """A fresh index of the same templates (dead rows dropped), swapped in when built."""
-        current = self._index
-        if current is not None:
-            self._index = current.rebuilt()
-
     def needs_rebuild(self) -> bool:
         """When the live index has drifted from what a fresh build would be: a quarter of
         its rows dead (replaced or erased templates), or the registry grown past what its

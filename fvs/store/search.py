@@ -5,7 +5,8 @@ the faiss id. The template index is append-only (a new version takes a new row, 
 only forgets the citizen's row), so this index follows it by adding the rows it has not seen
 yet before each search, and tells live rows from dead ones by asking the template index: an
 erased citizen or a replaced version never comes back as a candidate, without any removal
-from faiss. Dead rows are dropped when the index is rebuilt (:meth:`rebuilt`).
+from faiss. Dead rows are dropped when the index is rebuilt
+(:meth:`fvs.dedup.search.DuplicateSearch.maybe_rebuild`).
 
 Three kinds; ``auto`` takes ``flat`` up to ``flat_max`` rows and ``pq`` above (README
 "Duplicate search" and docs/benchmarks/dedup_search*.json give the measurements):
@@ -191,12 +192,6 @@ class SearchIndex:
             self.skipped += int(ids.size - live.sum())
             self._covered = end
 
-    def rebuilt(self) -> SearchIndex:
-        """A fresh index of the same template index (dead rows dropped, kind re-chosen by
-        the present size); this one keeps answering until the caller swaps them."""
-        fresh = SearchIndex(self.templates, self.params)
-        return fresh.build()
-
     # searching ------------------------------------------------------------------------
     def search(self, probe: Vector, k: int, exclude: str | None = None) -> list[Candidate]:
         """The ``k`` most similar live templates (exact cosines, best first), leaving out
@@ -276,10 +271,6 @@ class SearchIndex:
             return self._covered * (dim // 16 + 8) + 16 * dim * 4
         # codes (dim/8 sub-quantizers x 4 bits) and ids per row, plus the cell centroids
         return self._covered * (dim // 16 + 8) + int(self._index.nlist) * dim * 4
-
-    def set_nprobe(self, nprobe: int) -> None:
-        if self.kind == "ivf":
-            self._index.nprobe = max(1, min(nprobe, int(self._index.nlist)))
 
     def to_bytes(self) -> npt.NDArray[np.uint8]:
         """The faiss index, serialised (to persist beside the template index's snapshot)."""
