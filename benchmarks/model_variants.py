@@ -1,13 +1,16 @@
 """Accuracy and speed of recogniser variants against the fp32 pack, in one run.
 
 Variants: fp32 (the baseline), flip fusion (fp32 on the face and its mirror, added), int8
-static (QDQ, per-channel, activation ranges calibrated on --calibration-dir faces) and int8
-dynamic. Faces are detected and aligned once with the fp32 pack, so the figures isolate the
-recogniser. Accuracy: LFW 10-fold accuracy on the listed pairs and TAR at FMR 1e-4 / 1e-3
-over every cross-person pair of the dataset; speed: the recogniser alone at batch 1 and 8,
-the variants interleaved so that machine noise hits all alike, as ratios to fp32.
+static (QDQ, per-channel, activation ranges calibrated on --calibration-dir faces), int8
+dynamic and fp16 (for CUDA/TensorRT; run here on the CPU for its accuracy, its CPU speed
+means nothing for a GPU). Faces are detected and aligned once with the fp32 pack, so the
+figures isolate the recogniser; the fp16 detector is compared with the fp32 one on the same
+photos (faces found, landmark shift in pixels). Accuracy: LFW 10-fold accuracy on the
+listed pairs and TAR at FMR 1e-4 / 1e-3 over every cross-person pair of the dataset; speed:
+the recogniser alone at batch 1 and 8, the variants interleaved so that machine noise hits
+all alike, as ratios to fp32.
 
-    python benchmarks/model_variants.py --lfw ../shared/data/lfw-view1-train \\
+    python -m benchmarks.model_variants --lfw ../shared/data/lfw-view1-train \\
         --calibration-dir ../shared/data/utkface-adults/images \\
         --json docs/benchmarks/model_variants.json
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,12 +37,14 @@ from fvs.pipeline.align import align
 from fvs.pipeline.detector import landmarks_array
 from fvs.pipeline.embedder import Embedder
 from fvs.pipeline.pipeline import FacePipeline
-from fvs.runtime.manifest import read_verified, resolve_location
-from fvs.runtime.quantize import quantize_recognizer
+from fvs.runtime.manifest import load_manifest, read_verified, resolve_location
+from fvs.runtime.quantize import quantize_recognizer, to_fp16, write_variant
 from fvs.runtime.sessions import Session, SessionOptions
 
 
-def crops_of(pipeline: FacePipeline, files: list[Path]) -> tuple[np.ndarray, list[int]]:
+def crops_of(
+    pipeline: FacePipeline, files: list[Path], marks: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, list[int]]:
     crops, kept = [], []
     for k, path in enumerate(files):
         try:
@@ -48,7 +54,32 @@ def crops_of(pipeline: FacePipeline, files: list[Path]) -> tuple[np.ndarray, lis
             continue
         crops.append(align(image, landmarks_array(face), 112))
         kept.append(k)
+        if marks is not None:
+            marks.append(landmarks_array(face))
     return np.stack(crops), kept
+
+
+def landmark_shift(
+    settings: Settings, files: list[Path], reference: list[np.ndarray]
+) -> dict[str, Any]:
+    """The fp16 pack's detector against fp32's on ``files``: faces found, landmark shift."""
+    with tempfile.TemporaryDirectory(prefix="fvs-fp16-") as tmp:
+        source, folder = load_manifest(settings.model.models_dir, settings.model.pack)
+        write_variant(source, folder, Path(tmp), "fp16_bench", "fp16")
+        half = settings.model_copy(deep=True)
+        half.model.models_dir, half.model.pack = Path(tmp), "fp16_bench"
+        pipeline = FacePipeline.load(half.model, half.pipeline)
+        marks: list[np.ndarray] = []
+        _, kept = crops_of(pipeline, files, marks)
+        pipeline.close()
+    shift = np.array([np.abs(m - reference[k]).max() for m, k in zip(marks, kept, strict=True)])
+    return {
+        "photos": len(files),
+        "faces_found": len(kept),
+        "landmark_shift_px_median": float(np.median(shift)),
+        "landmark_shift_px_p99": float(np.percentile(shift, 99)),
+        "landmark_shift_px_max": float(shift.max()),
+    }
 
 
 def main() -> None:
@@ -66,7 +97,9 @@ def main() -> None:
     pipeline = FacePipeline.load(settings.model, settings.pipeline)
     spec = pipeline.manifest.recognizer
     dataset = Dataset.scan(args.lfw / "images")
-    crops, kept = crops_of(pipeline, [dataset.root / i for i in dataset.images])
+    files = [dataset.root / i for i in dataset.images]
+    reference_marks: list[np.ndarray] = []
+    crops, kept = crops_of(pipeline, files, reference_marks)
     assert len(kept) == len(dataset.images), "every LFW photo must give a face"
     calib_files = sorted(
         p for p in args.calibration_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
@@ -84,6 +117,7 @@ def main() -> None:
         "fp32": fp32,
         "int8_static": quantize_recognizer(fp32, "static", blobs),
         "int8_dynamic": quantize_recognizer(fp32, "dynamic"),
+        "fp16": to_fp16(fp32),
     }
     embedders = {
         name: Embedder(Session(data, name, options), spec) for name, data in weights.items()
@@ -150,6 +184,8 @@ def main() -> None:
             and r["tar_1e-4_delta_points"] >= -0.3
             and r["batch1_speed_vs_fp32"] >= 1.4
         )
+    detector_fp16 = landmark_shift(settings, files, reference_marks)
+    print("fp16 detector", detector_fp16)
     payload = {
         "benchmark": "model_variants",
         "machine": machine(),
@@ -158,6 +194,7 @@ def main() -> None:
         "calibration_dir": str(args.calibration_dir),
         "calibration_faces": int(calib.shape[0]),
         "variants": results,
+        "detector_fp16_vs_fp32": detector_fp16,
     }
     path = write_json("model_variants", payload, args.json)
     print(f"{'variant':14} {'acc %':>7} {'TAR@1e-4':>9} {'b1 ms':>7} {'b1 x':>6} {'b8 x':>6}")

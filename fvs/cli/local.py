@@ -79,11 +79,12 @@ def register(sub: Any) -> None:
     show.set_defaults(func=_model_show)
     quant = msub.add_parser(
         "quantize",
-        help="make an int8 variant of a pack's recogniser: files and manifest in --out",
+        help="make an int8 variant of a pack's recogniser, or an fp16 variant of both its "
+        "networks (for CUDA/TensorRT): files and manifest in --out",
     )
     quant.add_argument("--pack", default="buffalo_sc", help="the fp32 pack to start from")
     quant.add_argument("--id", required=True, help="id of the new pack, e.g. buffalo_sc_int8")
-    quant.add_argument("--mode", choices=["static", "dynamic"], default="static")
+    quant.add_argument("--mode", choices=["static", "dynamic", "fp16"], default="static")
     quant.add_argument(
         "--calibration-dir",
         type=Path,
@@ -254,7 +255,6 @@ def _model_show(args: argparse.Namespace) -> int:
 
 def _model_quantize(args: argparse.Namespace) -> int:
     import random
-    import shutil
 
     import numpy as np
 
@@ -264,8 +264,8 @@ def _model_quantize(args: argparse.Namespace) -> int:
     from fvs.pipeline.detector import landmarks_array
     from fvs.pipeline.embedder import Embedder
     from fvs.pipeline.pipeline import FacePipeline
-    from fvs.runtime.manifest import load_manifest, read_verified, sha256_file
-    from fvs.runtime.quantize import quantize_recognizer
+    from fvs.runtime.manifest import load_manifest
+    from fvs.runtime.quantize import write_variant
 
     s = settings(model__pack=args.pack, model__providers="cpu")
     source, folder = load_manifest(s.model.models_dir, args.pack)
@@ -295,27 +295,11 @@ def _model_quantize(args: argparse.Namespace) -> int:
             raise SystemExit(f"no face found in {args.calibration_dir}")
         calibration = Embedder.preprocess_with(source.recognizer, crops)
         print(f"calibrating on {len(crops)} faces from {args.calibration_dir}")
-    weights = read_verified(folder, source.recognizer.file, source.recognizer.sha256)
-    int8 = quantize_recognizer(weights.data, args.mode, calibration)
+    manifest = write_variant(source, folder, out_dir, args.id, args.mode, calibration)
     pack_dir = out_dir / args.id
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    rec_name = f"{Path(source.recognizer.file).stem}_int8_{args.mode}.onnx"
-    (pack_dir / rec_name).write_bytes(int8)
-    shutil.copyfile(folder / source.detector.file, pack_dir / source.detector.file)
-    manifest = source.model_dump()
-    manifest.update(
-        id=args.id,
-        location=args.id,
-        description=f"{source.id} with its recogniser quantised to int8 ({args.mode}"
-        + (f", calibrated on {len(crops)} faces" if calibration is not None else "")
-        + "; the detector unchanged)",
-    )
-    manifest["detector"]["sha256"] = sha256_file(pack_dir / source.detector.file)
-    manifest["recognizer"].update(file=rec_name, sha256=sha256_file(pack_dir / rec_name))
-    (out_dir / f"{args.id}.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(
         f"wrote {out_dir / args.id}.json and {pack_dir}/ (recogniser sha256 "
-        f"{manifest['recognizer']['sha256'][:12]}); calibrate it before trusting its score"
+        f"{manifest.recognizer.sha256[:12]}); calibrate it before trusting its score"
     )
     return 0
 

@@ -33,6 +33,13 @@ def register_registry(rsub: Any) -> None:
         help="also store a random unit-vector template each (scale tests only)",
     )
     seed.add_argument("--chunk", type=int, default=50_000, help="citizens per transaction")
+    seed.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes that build rows while this one writes (0: none, build in turn); "
+        "on 2 cores 2 beat 1 (10^5: 11.4 s against 15.0 s)",
+    )
     seed.add_argument("--no-progress", action="store_true")
     add_data_dir(seed)
     seed.add_argument("--pack", help="model pack whose id and size the templates take")
@@ -112,13 +119,12 @@ def _status(args: argparse.Namespace) -> int:
 
 def _seed(args: argparse.Namespace) -> int:
     from fvs.digitalid.backends import open_card_store
-    from fvs.digitalid.synthetic import card_for
     from fvs.runtime.manifest import load_manifest
     from fvs.store.factory import open_registry
-    from fvs.store.synthetic import synthetic_citizens, template_chunk
+    from fvs.store.seeding import SeedJob, seed_chunks
 
-    if args.count < 1 or args.chunk < 1:
-        print("error: --count and --chunk must be at least 1", file=sys.stderr)
+    if args.count < 1 or args.chunk < 1 or args.workers < 0:
+        print("error: --count and --chunk must be at least 1, --workers 0", file=sys.stderr)
         return EXIT_USAGE
     s = settings(store__data_dir=args.data_dir, model__pack=args.pack)
     start = time.perf_counter()
@@ -127,22 +133,23 @@ def _seed(args: argparse.Namespace) -> int:
     if args.with_templates:
         manifest, _ = load_manifest(s.model.models_dir, s.model.pack)
         model_id, dim = manifest.model_id, manifest.recognizer.embedding_size
+    job = SeedJob(
+        count=args.count,
+        seed=args.seed,
+        chunk=args.chunk,
+        model_id=model_id,
+        dim=dim,
+        encoding=store.encoding,
+        key_file=store.cipher.path if store.cipher is not None else None,
+    )
     bar = _progress(args.count, "citizens", disable=args.no_progress)
     inserted = cards = 0
     card_store = open_card_store(s.store.location())
     try:
-        citizens = synthetic_citizens(args.count, args.seed)
-        for first in range(0, args.count, args.chunk):
-            n = min(args.chunk, args.count - first)
-            chunk = [next(citizens) for _ in range(n)]
-            templates = None
-            if dim:
-                vectors = template_chunk(first, n, dim, args.seed)
-                templates = zip((c.citizen_id for c in chunk), vectors, strict=True)
-            inserted += store.add_citizens(chunk, templates, model_id)
-            # the Digital ID card of each (issue 14), derived from the same seed
-            cards += card_store.add_cards(card_for(c, args.seed) for c in chunk)
-            bar.update(n)
+        for chunk in seed_chunks(job, args.workers):
+            inserted += store.add_bulk(chunk.rows)
+            cards += card_store.add_card_rows(chunk.cards)
+            bar.update(chunk.size)
         total = store.count_citizens()
     finally:
         bar.close()

@@ -25,6 +25,10 @@ class IdCardStore(Protocol):
         """Insert the cards of citizens that have none; returns how many were inserted."""
         ...
 
+    def add_card_rows(self, rows: list[Row]) -> int:
+        """:meth:`add_cards` of rows already built by :func:`card_rows`."""
+        ...
+
     def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
         """Times (epoch seconds, ascending) of NO_MATCH answers at or after ``since``."""
         ...
@@ -62,6 +66,7 @@ _COLUMNS = (
     "citizen_id, laser_code, birth_date, issued_on, expires_on, card_status, status_reason,"
     " deceased_on, house_no, district, province, district_en, province_en"
 )
+_COLUMN_NAMES = tuple(c.strip() for c in _COLUMNS.split(","))
 _NO_MATCH_SINCE = (
     "SELECT at FROM digitalid_no_match WHERE agency = ? AND citizen_hash = ? AND at >= ?"
     " ORDER BY at"
@@ -99,6 +104,10 @@ def _row(card: CardFacts) -> tuple[object, ...]:
     )
 
 
+def card_rows(cards: Iterable[CardFacts]) -> list[Row]:
+    return [_row(c) for c in cards]
+
+
 def _card(r: Row) -> CardFacts:
     return CardFacts(
         citizen_id=str(r[0]),
@@ -132,13 +141,11 @@ class SqlIdCardStore:
         return _card(rows[0]) if rows else None
 
     def add_cards(self, cards: Iterable[CardFacts]) -> int:
-        rows = [_row(c) for c in cards]
-        with self.db.tx() as tx:
-            return tx.executemany(
-                f"INSERT INTO digitalid_cards ({_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                rows,
-            )
+        return self.add_card_rows(card_rows(cards))
+
+    def add_card_rows(self, rows: list[Row]) -> int:
+        """:meth:`add_cards` of rows from :func:`card_rows` (built apart, as seeding does)."""
+        return self.db.insert_new("digitalid_cards", _COLUMN_NAMES, rows)
 
     def no_matches_since(self, agency: str, citizen_hash: str, since: float) -> list[float]:
         rows = self.db.read(_NO_MATCH_SINCE, (agency, citizen_hash, since))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import string
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,24 +27,29 @@ UNKNOWN_DAY_PER_MILLE = 40  # 4 % of records: birth day unknown (DD = 00)
 UNKNOWN_MONTH_PER_MILLE = 15  # 1.5 %: day and month unknown (MM-DD = 00-00)
 DECEASED_PER_MILLE = 20  # 2 % died (card revoked, reason DECEASED)
 
+_SIXTEEN = struct.Struct(">16Q")
 _ROMANISED = {
     th: (en, {d_th: d_en for d_th, d_en in districts}) for _code, th, en, districts in PROVINCES
 }
 
 
 class _Draws:
-    """Uniform integers from a hash chain."""
+    """Uniform integers from a SHA-512 chain (16 draws of 64 bits per refill)."""
 
     def __init__(self, seed: int, citizen_id: str) -> None:
-        self._state = hashlib.sha256(f"fvs-digitalid:{seed}:{citizen_id}".encode()).digest()
+        self._refill(f"fvs-digitalid:{seed}:{citizen_id}".encode())
+
+    def _refill(self, key: bytes) -> None:
+        first = hashlib.sha512(key).digest()
+        self._state = first + hashlib.sha512(first).digest()
+        self._values = _SIXTEEN.unpack(self._state)
         self._pos = 0
 
     def below(self, n: int) -> int:
-        if self._pos + 8 > len(self._state):
-            self._state = hashlib.sha256(self._state).digest()
-            self._pos = 0
-        value = int.from_bytes(self._state[self._pos : self._pos + 8], "big")
-        self._pos += 8
+        if self._pos == len(self._values):
+            self._refill(self._state)
+        value: int = self._values[self._pos]
+        self._pos += 1
         return value % n
 
 

@@ -137,10 +137,19 @@ class TemplateCipher:
     def seal(self, payload: bytes, aad: bytes) -> tuple[str, bytes]:
         """(key id, nonce || ciphertext || tag) under the current key (the key file is
         re-read when it changed: a key added for a rotation is used from then on)."""
+        return self.seal_many([payload], [aad])[0]
+
+    def seal_many(self, payloads: list[bytes], aads: list[bytes]) -> list[tuple[str, bytes]]:
+        """:meth:`seal` of each payload with its associated data; the key file is checked
+        once for them all."""
         self.refresh()
         kid = self.current
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        return kid, nonce + self._keys[kid].encrypt(nonce, payload, aad)
+        aes = self._keys[kid]
+        out = []
+        for payload, aad in zip(payloads, aads, strict=True):
+            nonce = secrets.token_bytes(NONCE_BYTES)
+            out.append((kid, nonce + aes.encrypt(nonce, payload, aad)))
+        return out
 
     def open_into(self, key_id: str, blob: memoryview, aad: bytes, out: memoryview) -> None:
         """``open`` straight into ``out`` (exactly the payload's length), for large payloads

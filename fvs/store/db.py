@@ -25,6 +25,9 @@ from fvs.errors import ErrorCode, FvsError
 Row = tuple[Any, ...]
 
 DIR_MODE = 0o700
+# SQLite's page cache (negative: KiB) for a connection that bulk-loads: keeps the random-key
+# B-tree pages of a 10^7-row load in memory rather than re-reading them (default: 2 MiB).
+BULK_CACHE_KIB = -262_144
 FILE_MODE = 0o600
 
 
@@ -65,6 +68,11 @@ class Database(Protocol):
 
     def is_empty(self) -> bool:
         """True when the database holds no table at all (a brand-new one)."""
+        ...
+
+    def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
+        """Bulk insert in one transaction, skipping rows whose key exists; returns the rows
+        inserted (PostgreSQL: COPY through a staging table)."""
         ...
 
     def close(self) -> None: ...
@@ -186,6 +194,16 @@ class SqliteDatabase:
 
     def is_empty(self) -> bool:
         return not self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1")
+
+    def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
+        marks = ", ".join("?" * len(columns))
+        with self.tx() as tx:
+            tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+            return tx.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                " ON CONFLICT DO NOTHING",
+                rows,
+            )
 
     def close(self) -> None:
         with self._lock:

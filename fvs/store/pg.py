@@ -161,6 +161,28 @@ class PgDatabase:
         except (psycopg.Error, PoolTimeout) as exc:
             raise unavailable(self.where, exc, "a bulk load") from exc
 
+    def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
+        cols = ", ".join(columns)
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(
+                    f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS)"
+                    " ON COMMIT DROP"
+                )
+                with conn.cursor() as cur:
+                    with cur.copy(f"COPY stage_{table} ({cols}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                    cur.execute(
+                        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM stage_{table}"
+                        " ON CONFLICT DO NOTHING"
+                    )
+                    return cur.rowcount
+        except psycopg.errors.IntegrityError as exc:
+            raise FvsError(ErrorCode.ALREADY_EXISTS, f"already exists: {_first_line(exc)}") from exc
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise unavailable(self.where, exc, "a bulk load") from exc
+
     def is_empty(self) -> bool:
         return not self.read(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() LIMIT 1"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from fvs.errors import ConfigError, ErrorCode, FvsError
 from fvs.store import codec
 from fvs.store.base import TemplateChunk
 from fvs.store.crypto import PLAINTEXT, TemplateCipher
-from fvs.store.db import Database, Row, Tx
+from fvs.store.db import BULK_CACHE_KIB, Database, Row, Tx
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,19 @@ _TEMPLATE_INSERT = (
     "INSERT INTO face_templates (citizen_id, version, model_id, dim, vector, enrolled_at,"
     " active, encoding, key_id) VALUES (?,?,?,?,?,?,1,?,?)"
 )
+
+
+# IDs per ``IN (...)`` list (SQLite allows 32,766 parameters a statement).
+_IN_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class BulkRows:
+    """A bulk load's rows: ``citizens`` as ``citizens`` table rows, ``templates`` as
+    ``face_templates`` rows (version 1, active, sealed)."""
+
+    citizens: list[Row]
+    templates: list[Row]
 
 
 def _now() -> dt.datetime:
@@ -108,64 +122,59 @@ class SqlCitizenStore:
     ) -> int:
         """Bulk insert (one transaction); existing IDs are skipped, and so are templates for
         them. Returns the citizens inserted."""
-        now = _now()
+        return self.add_bulk(self.bulk_rows(citizens, templates, model_id))
+
+    def bulk_rows(
+        self,
+        citizens: Iterable[Citizen],
+        templates: Iterable[tuple[str, np.ndarray]] | None = None,
+        model_id: str = "",
+    ) -> BulkRows:
+        """The rows of :meth:`add_citizens` (see :func:`bulk_rows`)."""
+        return bulk_rows(self.cipher, self.encoding, citizens, templates, model_id)
+
+    def add_bulk(self, rows: BulkRows) -> int:
+        """Writes :meth:`bulk_rows` in one transaction: citizens whose ID is new, and the
+        templates of those; returns the citizens inserted. A template of a citizen that
+        already existed is dropped (its history is not touched)."""
         if self.db.backend == "postgresql":
-            return self._bulk_copy(citizens, templates, model_id, now)
+            return self._bulk_copy(rows)
         with self.db.tx() as tx:
-            inserted = tx.executemany(_CITIZEN_INSERT, (_citizen_row(c, 0, now) for c in citizens))
-            if templates is not None:
-                stamp = now.isoformat()
-                ids, vectors = _split(templates)
-                dim = int(vectors.shape[1])
-                rows = [
-                    (cid, model_id, dim, blob, stamp, self.encoding, key_id)
-                    for cid, (key_id, blob) in zip(
-                        ids, self._seal_many(ids, 1, model_id, vectors), strict=True
-                    )
-                ]
-                self._register_key(tx, {r[6] for r in rows})
+            tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+            ids = [r[0] for r in rows.citizens]
+            existing: set[str] = set()
+            for i in range(0, len(ids), _IN_BATCH):
+                part = ids[i : i + _IN_BATCH]
+                marks = ",".join("?" * len(part))
+                found = tx.execute(
+                    f"SELECT citizen_id FROM citizens WHERE citizen_id IN ({marks})", part
+                ).fetchall()
+                existing.update(str(r[0]) for r in found)
+            inserted = tx.executemany(
+                _CITIZEN_INSERT, (r for r in rows.citizens if r[0] not in existing)
+            )
+            templates = [r for r in rows.templates if r[0] not in existing]
+            if templates:
+                self._register_key(tx, {str(r[8]) for r in templates})
                 tx.executemany(
                     "INSERT INTO face_templates (citizen_id, version, model_id, dim, vector,"
-                    " enrolled_at, active, encoding, key_id)"
-                    " SELECT citizen_id, 1, ?, ?, ?, ?, 1, ?, ? FROM citizens"
-                    " WHERE citizen_id = ? AND last_version = 0",
-                    ((m, d, b, t, e, k, c) for c, m, d, b, t, e, k in rows),
-                )
-                tx.execute(
-                    "UPDATE citizens SET last_version = 1 WHERE last_version = 0 AND EXISTS"
-                    " (SELECT 1 FROM face_templates t WHERE t.citizen_id = citizens.citizen_id)"
+                    " enrolled_at, active, encoding, key_id) VALUES (?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT DO NOTHING",
+                    templates,
                 )
                 self._changed(tx, BULK_CHANGE)
         return inserted
 
-    def _bulk_copy(
-        self,
-        citizens: Iterable[Citizen],
-        templates: Iterable[tuple[str, np.ndarray]] | None,
-        model_id: str,
-        now: dt.datetime,
-    ) -> int:
+    def _bulk_copy(self, rows: BulkRows) -> int:
         """PostgreSQL: COPY through staging tables (fvs.store.pg)."""
         from fvs.store.pg import PgDatabase  # noqa: PLC0415
 
         assert isinstance(self.db, PgDatabase)
-        last = 1 if templates is not None else 0
-        citizen_rows = [_citizen_row(c, last, now) for c in citizens]
-        template_rows: list[tuple[object, ...]] = []
-        if templates is not None:
-            stamp = now.isoformat()
-            ids, vectors = _split(templates)
-            dim = int(vectors.shape[1])
-            template_rows = [
-                (cid, 1, model_id, dim, blob, stamp, 1, self.encoding, key_id)
-                for cid, (key_id, blob) in zip(
-                    ids, self._seal_many(ids, 1, model_id, vectors), strict=True
-                )
-            ]
+        if rows.templates:
             with self.db.tx() as tx:
-                self._register_key(tx, {str(r[8]) for r in template_rows})
-        inserted = self.db.bulk_add_citizens(citizen_rows, template_rows)
-        if template_rows:
+                self._register_key(tx, {str(r[8]) for r in rows.templates})
+        inserted = self.db.bulk_add_citizens(rows.citizens, rows.templates)
+        if rows.templates:
             with self.db.tx() as tx:
                 self._changed(tx, BULK_CHANGE)
         return inserted
@@ -189,14 +198,7 @@ class SqlCitizenStore:
     def _seal_many(
         self, ids: list[str], version: int, model_id: str, vectors: np.ndarray
     ) -> list[tuple[str, bytes]]:
-        payloads = codec.encode_many(vectors, self.encoding)
-        if self.cipher is None:
-            return [(PLAINTEXT, p) for p in payloads]
-        seal, enc = self.cipher.seal, self.encoding
-        aad = TemplateCipher.associated_data
-        return [
-            seal(p, aad(cid, version, model_id, enc)) for cid, p in zip(ids, payloads, strict=True)
-        ]
+        return seal_many(self.cipher, self.encoding, ids, version, model_id, vectors)
 
     def _open(
         self, citizen_id: str, version: int, model_id: str, encoding: str, key_id: str, blob: bytes
@@ -446,6 +448,50 @@ class SqlCitizenStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def seal_many(
+    cipher: TemplateCipher | None,
+    encoding: str,
+    ids: list[str],
+    version: int,
+    model_id: str,
+    vectors: np.ndarray,
+) -> list[tuple[str, bytes]]:
+    """(key id, sealed payload) of each of ``vectors``, the template ``version`` of ``ids``."""
+    payloads = codec.encode_many(vectors, encoding)
+    if cipher is None:
+        return [(PLAINTEXT, p) for p in payloads]
+    aad = TemplateCipher.associated_data
+    return cipher.seal_many(payloads, [aad(cid, version, model_id, encoding) for cid in ids])
+
+
+def bulk_rows(
+    cipher: TemplateCipher | None,
+    encoding: str,
+    citizens: Iterable[Citizen],
+    templates: Iterable[tuple[str, np.ndarray]] | None = None,
+    model_id: str = "",
+) -> BulkRows:
+    """The rows of a bulk load, templates encoded and sealed: its CPU half, which touches no
+    database (a seeding builds the next chunk's rows in another process while this one's are
+    written: :mod:`fvs.store.seeding`)."""
+    now = _now()
+    template_rows: list[Row] = []
+    if templates is not None:
+        stamp = now.isoformat()
+        ids, vectors = _split(templates)
+        dim = int(vectors.shape[1]) if ids else 0
+        sealed = seal_many(cipher, encoding, ids, 1, model_id, vectors)
+        template_rows = [
+            (cid, 1, model_id, dim, blob, stamp, 1, encoding, key_id)
+            for cid, (key_id, blob) in zip(ids, sealed, strict=True)
+        ]
+    with_template = {r[0] for r in template_rows}
+    return BulkRows(
+        [_citizen_row(c, int(c.citizen_id in with_template), now) for c in citizens],
+        template_rows,
+    )
 
 
 def _split(templates: Iterable[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]:

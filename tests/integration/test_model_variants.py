@@ -94,3 +94,43 @@ def test_quantize_makes_a_verified_int8_pack(
     )  # fmt: skip
     assert tampered.returncode != 0
     assert "sha256" in tampered.stderr
+
+
+def test_fp16_pack_converts_both_networks_and_stays_in_the_same_space(
+    tmp_path: Path, settings_factory: Callable[..., Settings], pipeline: FacePipeline
+) -> None:
+    """`fvs model quantize --mode fp16`: both networks in float16 (half the bytes), a pack of
+    its own that runs here on the CPU and embeds the committed faces as fp32 does."""
+    models = tmp_path / "models"
+    shutil.copytree(Settings().model.models_dir, models)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "fvs", "model", "quantize", "--pack", "buffalo_sc",
+            "--id", "sc_fp16", "--mode", "fp16", "--out", str(models),
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "FVS_MODEL__MODELS_DIR": str(models)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    manifest, folder = load_manifest(models, "sc_fp16")
+    source, source_folder = load_manifest(Settings().model.models_dir, "buffalo_sc")
+    for spec, original in (
+        (manifest.detector, source.detector),
+        (manifest.recognizer, source.recognizer),
+    ):
+        assert spec.file.endswith("_fp16.onnx") and spec.sha256 != original.sha256
+        size = (folder / spec.file).stat().st_size
+        assert size < 0.55 * (source_folder / original.file).stat().st_size
+    settings = settings_factory()
+    settings.model.models_dir = models
+    settings.model.pack = "sc_fp16"
+    fp16 = FacePipeline.load(settings.model, settings.pipeline)
+    try:
+        assert fp16.info.model_id.startswith("sc_fp16@")
+        plain, half = _embeddings(pipeline), _embeddings(fp16)
+        for name in plain:
+            assert 0.999 < float(half[name] @ plain[name]) < 0.999999  # rounded, not copied
+        genuine = float(half["obama.jpg"] @ half["obama2.jpg"])
+        assert abs(genuine - float(plain["obama.jpg"] @ plain["obama2.jpg"])) < 0.01
+    finally:
+        fp16.close()
