@@ -15,6 +15,9 @@ which keeps the ID-keyed B-trees appending rather than rewriting pages.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +31,8 @@ from fvs.store.crypto import TemplateCipher
 from fvs.store.db import Row
 from fvs.store.registry import BulkRows, bulk_rows
 from fvs.store.synthetic import SyntheticCitizens, template_chunk
+
+PARENT_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,17 @@ class _Builder:
 _worker: dict[str, _Builder] = {}  # a worker process's builder
 
 
-def _start(job: SeedJob) -> None:
+def _start(job: SeedJob, parent: int) -> None:
+    threading.Thread(target=_exit_with, args=(parent,), name="fvs-seed-parent", daemon=True).start()
     _worker["builder"] = _Builder(job)
+
+
+def _exit_with(parent: int) -> None:
+    """A worker ends as soon as the seeding process does (killed, say): no orphan goes on
+    burning a core or holding the caller's output open."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _build(first: int) -> SeedChunk:
@@ -95,7 +109,9 @@ def seed_chunks(job: SeedJob, workers: int = 1) -> Iterator[SeedChunk]:
         return
     # spawn, not fork: the caller holds database connections (and psycopg's pool threads)
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(job,))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start, initargs=(job, os.getpid())
+    )
     try:
         ahead = deque(pool.submit(_build, f) for f in islice(firsts, workers + 1))
         while ahead:

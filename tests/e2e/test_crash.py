@@ -65,6 +65,8 @@ def test_sigkill_during_bulk_seeding(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert second.poll() is None, "seeding finished before it could be killed"
     second.send_signal(signal.SIGKILL)
+    # its worker processes (fvs.store.seeding) end with it: they share its output, which
+    # would otherwise stay open past the timeout
     out, _ = second.communicate(timeout=30)
     assert "seeded" not in out  # never acknowledged
     assert _integrity(data) == "ok"
