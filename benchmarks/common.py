@@ -18,18 +18,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict[str, Any]:
     import onnxruntime
 
-    cpu = ""
+    cpu, flags = "", []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                # the vector extensions onnxruntime's kernels choose by (int8 above all)
+                wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+                flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
     except OSError:
         pass
     return {
         "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu": cpu,
+        "cpu_flags": flags,
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,

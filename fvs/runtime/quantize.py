@@ -1,12 +1,12 @@
 """int8 and fp16 variants of a pack's networks with onnxruntime's tools.
 
-``static``: QDQ, int8 per-channel weights and uint8 activations whose ranges are calibrated
-(MinMax) on aligned face crops the caller provides (the training side of a data set, never the
-photos a variant is then evaluated on). ``dynamic``: int8 weights, activation ranges computed
-at run time (no calibration data). ``fp16`` (:func:`to_fp16`): weights and activations in
-float16 for CUDA and TensorRT, inputs and outputs kept float32 so the pipeline feeds it as it
-is. All are deterministic for the same inputs and onnxruntime version, so a manifest can pin
-the result's sha256.
+``static``: QDQ, int8 per-channel weights (7-bit range) and uint8 activations whose ranges are
+calibrated (MinMax) on aligned face crops the caller provides (the training side of a data
+set, never the photos a variant is then evaluated on). ``dynamic``: int8 weights, activation
+ranges computed at run time (no calibration data). ``fp16`` (:func:`to_fp16`): weights and
+activations in float16 for CUDA and TensorRT, inputs and outputs kept float32 so the pipeline
+feeds it as it is. All are deterministic for the same inputs and onnxruntime version, so a
+manifest can pin the result's sha256.
 """
 
 from __future__ import annotations
@@ -84,6 +84,11 @@ def quantize_recognizer(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                # 7-bit weights: on x86 CPUs without VNNI (AVX2 alone) onnxruntime's u8 x s8
+                # kernels add pairs of products in int16, which full-range weights saturate.
+                # Measured on an AVX2-only host, LFW: min cosine to fp32 0.17 -> 0.87 (1,200
+                # faces), accuracy 98.55 % full-range (99.77 % on an AVX-512 VNNI host).
+                reduce_range=True,
             )
         return out.read_bytes()
 
