@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 from fvs.observability.context import current_call
 
@@ -70,9 +70,26 @@ class TextFormatter(logging.Formatter):
         return redact(super().formatException(ei))
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is logged, not as it was when logging was
+    configured: where stderr is swapped (a test capturing output), a background thread's late
+    line never goes to a stream closed behind it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure(level: str = "INFO", fmt: LogFormat = "text") -> None:
     """Send every log line to stderr in ``fmt``, with the call's fields (replaces handlers)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.addFilter(CallFields())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -109,3 +109,22 @@ def test_log_lines_carry_the_call_and_hide_citizen_ids() -> None:
 def test_redact_only_touches_citizen_id_shaped_numbers() -> None:
     assert redact(f"id {CITIZEN_A}.") == "id <citizen-id>."
     assert redact("took 1234567890123456 ns, 12 ms") == "took 1234567890123456 ns, 12 ms"
+
+
+def test_log_lines_go_to_stderr_as_it_is_when_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler bound to the stderr of configure() time broke a test run: a background
+    thread logged after the test's captured stream was closed."""
+    import io
+    import logging
+    import sys
+
+    from fvs.observability.logs import StderrHandler
+
+    handler = StderrHandler()
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    handler.emit(logging.makeLogRecord({"msg": "one"}))
+    first.close()  # the stream configure() saw is gone
+    monkeypatch.setattr(sys, "stderr", second)
+    handler.emit(logging.makeLogRecord({"msg": "two"}))
+    assert second.getvalue() == "two\n"
