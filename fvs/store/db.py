@@ -25,9 +25,11 @@ from fvs.errors import ErrorCode, FvsError
 Row = tuple[Any, ...]
 
 DIR_MODE = 0o700
-# SQLite's page cache (negative: KiB) for a connection that bulk-loads: keeps the random-key
-# B-tree pages of a 10^7-row load in memory rather than re-reading them (default: 2 MiB).
+# SQLite's page cache (negative: KiB) for a connection that bulk-loads (BULK_ROWS or more
+# in one call: a seeding, never a serving call's card or record): keeps the B-tree pages of a
+# 10^7-row load in memory rather than re-reading them (default: 2 MiB).
 BULK_CACHE_KIB = -262_144
+BULK_ROWS = 10_000
 FILE_MODE = 0o600
 
 
@@ -198,7 +200,8 @@ class SqliteDatabase:
     def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
         marks = ", ".join("?" * len(columns))
         with self.tx() as tx:
-            tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+            if len(rows) >= BULK_ROWS:
+                tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
             return tx.executemany(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
                 " ON CONFLICT DO NOTHING",

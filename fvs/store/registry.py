@@ -22,7 +22,7 @@ from fvs.errors import ConfigError, ErrorCode, FvsError
 from fvs.store import codec
 from fvs.store.base import TemplateChunk
 from fvs.store.crypto import PLAINTEXT, TemplateCipher
-from fvs.store.db import BULK_CACHE_KIB, Database, Row, Tx
+from fvs.store.db import BULK_CACHE_KIB, BULK_ROWS, Database, Row, Tx
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ class SqlCitizenStore:
         if self.db.backend == "postgresql":
             return self._bulk_copy(rows)
         with self.db.tx() as tx:
-            tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+            if len(rows.citizens) >= BULK_ROWS:
+                tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
             ids = [r[0] for r in rows.citizens]
             existing: set[str] = set()
             for i in range(0, len(ids), _IN_BATCH):
