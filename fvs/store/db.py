@@ -80,6 +80,13 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
+def size_for_bulk(tx: Tx, rows: int) -> None:
+    """On SQLite, before writing ``rows`` in ``tx``: a bulk load (BULK_ROWS or more) gets
+    BULK_CACHE_KIB of page cache on its connection."""
+    if rows >= BULK_ROWS:
+        tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+
+
 def private_dir(path: Path) -> None:
     """Create ``path`` (and parents) and make it 0700: templates are biometric data."""
     try:
@@ -200,8 +207,7 @@ class SqliteDatabase:
     def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
         marks = ", ".join("?" * len(columns))
         with self.tx() as tx:
-            if len(rows) >= BULK_ROWS:
-                tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+            size_for_bulk(tx, len(rows))
             return tx.executemany(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
                 " ON CONFLICT DO NOTHING",

@@ -129,59 +129,61 @@ class PgDatabase:
         except (psycopg.Error, PoolTimeout) as exc:
             raise unavailable(self.where, exc, "a read") from exc
 
-    def bulk_add_citizens(
-        self, citizens: list[tuple[object, ...]], templates: list[tuple[object, ...]]
-    ) -> int:
-        """COPY citizen rows (and template rows for them) into staging tables, then insert
-        those whose ID is new, in one transaction; returns the citizens inserted. Template
-        rows of citizens that already existed are dropped (their history is not touched)."""
+    @contextmanager
+    def _bulk(self) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Cursor[Any]]]:
+        """One bulk load's transaction: a uniqueness conflict ALREADY_EXISTS, any other
+        failure STORE_UNAVAILABLE (rolled back: nothing half-written)."""
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                conn.execute("CREATE TEMP TABLE stage_c (LIKE citizens) ON COMMIT DROP")
-                conn.execute("CREATE TEMP TABLE stage_t (LIKE face_templates) ON COMMIT DROP")
-                with conn.cursor() as cur:
-                    with cur.copy("COPY stage_c FROM STDIN") as copy:
-                        for row in citizens:
-                            copy.write_row(row)
-                    if templates:
-                        with cur.copy("COPY stage_t FROM STDIN") as copy:
-                            for row in templates:
-                                copy.write_row(row)
-                    cur.execute(
-                        "WITH new AS (INSERT INTO citizens SELECT * FROM stage_c"
-                        " ON CONFLICT DO NOTHING RETURNING citizen_id),"
-                        " tpl AS (INSERT INTO face_templates SELECT t.* FROM stage_t t"
-                        " JOIN new USING (citizen_id) RETURNING 1)"
-                        " SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM tpl)"
-                    )
-                    counts: Any = cur.fetchone()
-                    return int(counts[0]) if counts else 0
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield conn, cur
         except psycopg.errors.IntegrityError as exc:
             raise FvsError(ErrorCode.ALREADY_EXISTS, f"already exists: {_first_line(exc)}") from exc
         except (psycopg.Error, PoolTimeout) as exc:
             raise unavailable(self.where, exc, "a bulk load") from exc
 
+    @staticmethod
+    def _stage(
+        conn: psycopg.Connection[Any],
+        cur: psycopg.Cursor[Any],
+        table: str,
+        rows: Sequence[Row],
+        columns: Sequence[str] | None = None,
+    ) -> str:
+        """COPY ``rows`` (of ``columns``, default all) into a temporary copy of ``table``
+        dropped at commit; returns its name."""
+        stage = f"stage_{table}"
+        conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+        cols = f" ({', '.join(columns)})" if columns else ""
+        with cur.copy(f"COPY {stage}{cols} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return stage
+
+    def bulk_add_citizens(self, citizens: Sequence[Row], templates: Sequence[Row]) -> int:
+        """COPY citizen rows (and template rows for them) into staging tables, then insert
+        those whose ID is new, in one transaction; returns the citizens inserted. Template
+        rows of citizens that already existed are dropped (their history is not touched)."""
+        with self._bulk() as (conn, cur):
+            stage_c = self._stage(conn, cur, "citizens", citizens)
+            stage_t = self._stage(conn, cur, "face_templates", templates)
+            cur.execute(
+                f"WITH new AS (INSERT INTO citizens SELECT * FROM {stage_c}"
+                " ON CONFLICT DO NOTHING RETURNING citizen_id),"
+                f" tpl AS (INSERT INTO face_templates SELECT t.* FROM {stage_t} t"
+                " JOIN new USING (citizen_id) RETURNING 1)"
+                " SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM tpl)"
+            )
+            counts: Any = cur.fetchone()
+            return int(counts[0]) if counts else 0
+
     def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
         cols = ", ".join(columns)
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                conn.execute(
-                    f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS)"
-                    " ON COMMIT DROP"
-                )
-                with conn.cursor() as cur:
-                    with cur.copy(f"COPY stage_{table} ({cols}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                    cur.execute(
-                        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM stage_{table}"
-                        " ON CONFLICT DO NOTHING"
-                    )
-                    return cur.rowcount
-        except psycopg.errors.IntegrityError as exc:
-            raise FvsError(ErrorCode.ALREADY_EXISTS, f"already exists: {_first_line(exc)}") from exc
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise unavailable(self.where, exc, "a bulk load") from exc
+        with self._bulk() as (conn, cur):
+            stage = self._stage(conn, cur, table, rows, columns)
+            cur.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
+            )
+            return cur.rowcount
 
     def is_empty(self) -> bool:
         return not self.read(

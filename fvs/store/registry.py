@@ -22,7 +22,7 @@ from fvs.errors import ConfigError, ErrorCode, FvsError
 from fvs.store import codec
 from fvs.store.base import TemplateChunk
 from fvs.store.crypto import PLAINTEXT, TemplateCipher
-from fvs.store.db import BULK_CACHE_KIB, BULK_ROWS, Database, Row, Tx
+from fvs.store.db import Database, Row, Tx, size_for_bulk
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ class SqlCitizenStore:
         if self.db.backend == "postgresql":
             return self._bulk_copy(rows)
         with self.db.tx() as tx:
-            if len(rows.citizens) >= BULK_ROWS:
-                tx.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+            size_for_bulk(tx, len(rows.citizens))
             ids = [r[0] for r in rows.citizens]
             existing: set[str] = set()
             for i in range(0, len(ids), _IN_BATCH):
@@ -195,11 +194,6 @@ class SqlCitizenStore:
             return PLAINTEXT, payload
         aad = self._aad(citizen_id, version, model_id, self.encoding)
         return self.cipher.seal(payload, aad)
-
-    def _seal_many(
-        self, ids: list[str], version: int, model_id: str, vectors: np.ndarray
-    ) -> list[tuple[str, bytes]]:
-        return seal_many(self.cipher, self.encoding, ids, version, model_id, vectors)
 
     def _open(
         self, citizen_id: str, version: int, model_id: str, encoding: str, key_id: str, blob: bytes
