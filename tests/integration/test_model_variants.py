@@ -25,6 +25,25 @@ def _embeddings(pipeline: FacePipeline) -> dict[str, np.ndarray]:
     }
 
 
+def _quantize(
+    tmp_path: Path, pack_id: str, mode: str, *more: str
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`fvs model quantize` of buffalo_sc into a copy of the models folder, which it returns
+    with the finished command (asserted to have succeeded)."""
+    models = tmp_path / "models"
+    shutil.copytree(Settings().model.models_dir, models)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "fvs", "model", "quantize", "--pack", "buffalo_sc",
+            "--id", pack_id, "--mode", mode, *more, "--out", str(models),
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "FVS_MODEL__MODELS_DIR": str(models)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return models, done
+
+
 def test_flip_fusion_pack_is_another_embedding_space_close_to_the_plain_one(
     settings_factory: Callable[..., Settings], pipeline: FacePipeline
 ) -> None:
@@ -54,18 +73,7 @@ def test_quantize_makes_a_verified_int8_pack(
 ) -> None:
     """`fvs model quantize --mode static` on the committed photos: a pack with its own files,
     hashes and model id that loads, verifies its files, and still tells the two people apart."""
-    models = tmp_path / "models"
-    shutil.copytree(Settings().model.models_dir, models)
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "fvs", "model", "quantize", "--pack", "buffalo_sc",
-            "--id", "sc_int8", "--mode", "static", "--calibration-dir", str(DATA),
-            "--out", str(models),
-        ],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "FVS_MODEL__MODELS_DIR": str(models)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    models, done = _quantize(tmp_path, "sc_int8", "static", "--calibration-dir", str(DATA))
     used = re.search(r"calibrating on (\d+) faces", done.stdout)
     assert used is not None and int(used.group(1)) >= 4  # every committed face photo
     manifest, folder = load_manifest(models, "sc_int8")
@@ -101,17 +109,7 @@ def test_fp16_pack_converts_both_networks_and_stays_in_the_same_space(
 ) -> None:
     """`fvs model quantize --mode fp16`: both networks in float16 (half the bytes), a pack of
     its own that runs here on the CPU and embeds the committed faces as fp32 does."""
-    models = tmp_path / "models"
-    shutil.copytree(Settings().model.models_dir, models)
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "fvs", "model", "quantize", "--pack", "buffalo_sc",
-            "--id", "sc_fp16", "--mode", "fp16", "--out", str(models),
-        ],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "FVS_MODEL__MODELS_DIR": str(models)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    models, _ = _quantize(tmp_path, "sc_fp16", "fp16")
     manifest, folder = load_manifest(models, "sc_fp16")
     source, source_folder = load_manifest(Settings().model.models_dir, "buffalo_sc")
     for spec, original in (
