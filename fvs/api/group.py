@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from fvs.access.rate import SharedRateLimiter
-from fvs.config import Settings
+from fvs.config import Settings, default_workers
 from fvs.errors import ConfigError, FvsError
 from fvs.observability.logs import configure
 from fvs.store.db import private_dir
@@ -91,7 +91,7 @@ def child_settings(settings: Settings, index: int, cores: int | None = None) -> 
     if child.model.intra_op_threads == 0:  # 0: onnxruntime would take every core
         child.model.intra_op_threads = share
     if "workers" not in settings.server.model_fields_set:
-        child.server.workers = max(2, share)
+        child.server.workers = default_workers(share)
     address = settings.observability.metrics_address
     if address:
         host, _, port = address.rpartition(":")

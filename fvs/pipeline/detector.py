@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,18 +31,29 @@ class FaceDetector:
         sizes: Sequence[int] = (),
         max_size: int = 640,
         coarse_size: int = 160,
+        narrow_session: Any = None,
+        shared: Callable[[], bool] | None = None,
     ) -> None:
-        # model_file=None + static_shape_sessions=False: SCRFD runs every size on our session
-        # instead of creating sessions of its own.
-        self._scrfd = SCRFD(model_file=None, session=session, static_shape_sessions=False)
-        if not self._scrfd.use_kps:
-            raise ValueError("the detector model has no keypoint outputs; FVS needs 5 landmarks")
-        self._scrfd.input_mean = spec.input_mean
-        self._scrfd.input_std = spec.input_std
+        """``narrow_session`` (optional): the same network on one thread, used while
+        ``shared()`` says other requests are in the pipeline (fvs.runtime.sessions.Load)."""
+        self._scrfd = self._wrap(session, spec)
+        self._narrow = self._wrap(narrow_session, spec) if narrow_session is not None else None
+        self._shared = shared
         self.fixed_sizes = [(int(s), int(s)) for s in sizes]
         self.max_size = max_size
         self.coarse_size = coarse_size
         self.threshold = threshold
+
+    @staticmethod
+    def _wrap(session: Any, spec: DetectorSpec) -> SCRFD:
+        # model_file=None + static_shape_sessions=False: SCRFD runs every size on our session
+        # instead of creating sessions of its own.
+        scrfd = SCRFD(model_file=None, session=session, static_shape_sessions=False)
+        if not scrfd.use_kps:
+            raise ValueError("the detector model has no keypoint outputs; FVS needs 5 landmarks")
+        scrfd.input_mean = spec.input_mean
+        scrfd.input_std = spec.input_std
+        return scrfd
 
     def sizes_for(self, width: int, height: int) -> list[tuple[int, int]]:
         """Detector input sizes for a (width x height) image."""
@@ -57,7 +68,10 @@ class FaceDetector:
     def detect(self, image: BgrImage) -> list[Face]:
         """All faces in ``image`` ((H, W, 3) uint8 BGR), largest first."""
         height, width = image.shape[:2]
-        boxes, landmarks = self._scrfd.detect(
+        scrfd = self._scrfd
+        if self._narrow is not None and self._shared is not None and self._shared():
+            scrfd = self._narrow
+        boxes, landmarks = scrfd.detect(
             image, input_size=self.sizes_for(width, height), det_thresh=self.threshold
         )
         faces = [

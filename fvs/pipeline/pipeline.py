@@ -23,7 +23,7 @@ from fvs.pipeline.embedder import Embedder
 from fvs.pipeline.quality import QualityMinimums
 from fvs.pipeline.score import CalibratedMapping, load_calibration
 from fvs.runtime.manifest import Manifest, load_manifest, read_verified
-from fvs.runtime.sessions import Session, SessionOptions, resolve_providers
+from fvs.runtime.sessions import Load, Session, SessionOptions, resolve_providers
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ class FacePipeline:
         providers: list[str],
         minimums: QualitySettings | None = None,
         mapping: CalibratedMapping | None = None,
+        load: Load | None = None,
     ) -> None:
         self.mapping = mapping  # the pack's FMR-anchored calibration, if it has one
+        self.requests = load or Load()  # requests in the pipeline now (picks the threads)
         batching = settings.batching
         self.batcher = (
             MicroBatcher(embedder.embed, batching.max_batch_size, batching.max_wait_ms)
@@ -109,11 +111,13 @@ class FacePipeline:
             trt_cache_dir=model.trt_cache_dir or trt_cache_dir,
             device_id=model.device_id,
             gpu_mem_limit_mb=model.gpu_mem_limit_mb,
+            adaptive_threads=model.adaptive_threads,
         )
+        load = Load()
         det_weights = read_verified(folder, manifest.detector.file, manifest.detector.sha256)
         rec_weights = read_verified(folder, manifest.recognizer.file, manifest.recognizer.sha256)
-        det_session = Session(det_weights.data, f"{manifest.id}/detector", options)
-        rec_session = Session(rec_weights.data, f"{manifest.id}/recognizer", options)
+        det_session = Session(det_weights.data, f"{manifest.id}/detector", options, load)
+        rec_session = Session(rec_weights.data, f"{manifest.id}/recognizer", options, load)
         detector = FaceDetector(
             det_session.inner,
             manifest.detector,
@@ -121,13 +125,17 @@ class FacePipeline:
             sizes=settings.detector_sizes,
             max_size=settings.detector_max_size,
             coarse_size=settings.detector_coarse_size,
+            narrow_session=det_session.narrow,
+            shared=load.shared,
         )
         embedder = Embedder(rec_session, manifest.recognizer)
         log.info(
             "loaded model pack %s (%s) on %s", manifest.id, manifest.model_id, det_session.providers
         )
         mapping = _calibration(model, manifest, score or ScoreSettings())
-        return cls(manifest, detector, embedder, settings, det_session.providers, minimums, mapping)
+        return cls(
+            manifest, detector, embedder, settings, det_session.providers, minimums, mapping, load
+        )
 
     def warm_up(self, runs: int) -> None:
         """Run every detector size and the embedder so the first request pays no setup cost."""
@@ -162,13 +170,14 @@ class FacePipeline:
         ``purpose`` picks the quality minimums: "verify" for probes, "enroll" (stricter) for
         templates, "measure" to measure quality without refusing.
         """
-        if self.batcher is None:
-            return self._extract(data, purpose)
-        self.batcher.expect(+1)
-        try:
-            return self._extract(data, purpose)
-        finally:
-            self.batcher.expect(-1)
+        with self.requests:
+            if self.batcher is None:
+                return self._extract(data, purpose)
+            self.batcher.expect(+1)
+            try:
+                return self._extract(data, purpose)
+            finally:
+                self.batcher.expect(-1)
 
     def embed_one(self, crop: BgrImage) -> Embedding:
         """(D,) embedding of one aligned crop (micro-batched with concurrent requests)."""

@@ -31,7 +31,7 @@ def test_children_share_the_cores_and_get_a_metrics_port_each() -> None:
     assert first.server.reuse_port and second.server.reuse_port
     assert first.model.intra_op_threads == second.model.intra_op_threads == 4
     assert not first.model.allow_spinning
-    assert first.server.workers == 4
+    assert first.server.workers == 5  # default_workers: the process's cores plus one
     assert first.observability.metrics_address == "127.0.0.1:9100"
     assert second.observability.metrics_address == "127.0.0.1:9101"
     assert settings.model.intra_op_threads == 0  # the supervisor's own settings untouched
