@@ -6,18 +6,22 @@ fields suffice. The rule a gateway engineer can act on:
 * A call that finds a worker free is always admitted.
 * Otherwise it is admitted when it can still be answered in time: the expected wait for a
   worker (the calls admitted ahead of it beyond the workers, times the measured service time
-  per worker) plus its own service time fits its deadline (the caller's gRPC deadline), and
-  the expected wait fits the server's queue bound (``max_wait_s``, for callers without a
-  deadline and as a cap for all); and never beyond ``capacity`` admitted calls.
+  per worker) plus its own service time fits its deadline (the caller's gRPC deadline) and
+  fits the server's queue bound (``max_wait_s``, for callers without a deadline and as a cap
+  for all); and never beyond ``capacity`` admitted calls.
 * The queue bound is not applied while fewer than ``GUARANTEED_PER_WORKER`` calls per worker
   are admitted: a gateway keeping up to that many calls in flight per server worker is never
   refused however slow the machine is that day (only a deadline it cannot meet refuses it).
 * A refused call gets ``OVERLOADED`` (RESOURCE_EXHAUSTED) at once, with a retry delay: the
   time the queue needs to drain back within the bound, at least one service time.
+* A call admitted on the strength of the estimate alone (beyond the guaranteed calls) is
+  ``bounded``: if the queue turns out slower than estimated and it has already waited the
+  whole bound when a worker reaches it, it is refused then (``OVERLOADED``, never run) rather
+  than answered late (``expired_bound``). This is the only refusal after waiting.
 
 So closed-loop callers (each waiting for its answer before sending the next call) are never
 refused while their number times the service time per worker fits the bound, and under
-open-loop overload accepted calls wait at most about ``max_wait_s``.
+open-loop overload accepted calls are answered within about ``max_wait_s``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Decision:
     expected_wait_s: float
     retry_after_s: float = 0.0
     why: str = ""
+    bounded: bool = False  # admitted on the estimate alone: the queue bound holds it
 
 
 class Admission:
@@ -59,13 +64,14 @@ class Admission:
         wait = self.expected_wait_s()
         if self.pending >= self.capacity:
             return self._refuse(wait, f"{self.pending} calls admitted (the limit)")
+        bounded = False
         if self.pending >= self.workers:  # no worker free: must it wait too long?
-            guaranteed = self.pending < GUARANTEED_PER_WORKER * self.workers
-            if wait > self.max_wait_s and not guaranteed:
+            bounded = self.pending >= GUARANTEED_PER_WORKER * self.workers
+            if bounded and wait + self.service_s > self.max_wait_s:
                 return self._refuse(
                     wait,
-                    f"expected wait {1000 * wait:.0f} ms over the queue bound"
-                    f" of {1000 * self.max_wait_s:.0f} ms",
+                    f"expected wait {1000 * wait:.0f} ms + service {1000 * self.service_s:.0f}"
+                    f" ms over the queue bound of {1000 * self.max_wait_s:.0f} ms",
                 )
             if time_remaining_s is not None and wait + self.service_s > time_remaining_s:
                 return self._refuse(
@@ -74,13 +80,22 @@ class Admission:
                     f" ms exceeds the call's deadline ({1000 * time_remaining_s:.0f} ms left)",
                 )
         self.pending += 1
-        return Decision(True, wait)
+        return Decision(True, wait, bounded=bounded and math.isfinite(self.max_wait_s))
 
     def _refuse(self, wait: float, why: str) -> Decision:
         self.refused += 1
         bound = self.max_wait_s if math.isfinite(self.max_wait_s) else 0.0
-        retry = max(self.service_s, wait - bound, 0.01)
+        retry = max(self.service_s, wait + self.service_s - bound, 0.01)
         return Decision(False, wait, retry_after_s=retry, why=why)
+
+    def expired_bound(self, decision: Decision, waited_s: float) -> bool:
+        """True when a ``bounded`` call reaches a worker after waiting the whole queue bound
+        (the estimate was too low): refuse it rather than answer it late."""
+        return decision.bounded and waited_s > self.max_wait_s
+
+    def late_retry_s(self) -> float:
+        """Retry delay for a call refused by ``expired_bound``: one service time."""
+        return max(self.service_s, 0.01)
 
     def leave(self, service_s: float | None = None) -> None:
         """A call admitted by ``decide`` finished; ``service_s`` is its time in a worker

@@ -191,16 +191,21 @@ class Runner:
             await self._refuse_overloaded(caller, facts, decision)
         job = Job(time_remaining)
         admitted = time.perf_counter()
+        waited = 0.0
 
         def checked(auth: Authorization) -> T:
             job.check_deadline()  # never run the model for a caller out of time
+            if self.admission.expired_bound(decision, waited):
+                raise self._late(waited)
             return fn(auth)
 
         def work() -> T:
+            nonlocal waited
             if not job.start():
                 raise FvsError(ErrorCode.CANCELLED, "abandoned before it ran")
             began = time.perf_counter()
-            hooks.admission_wait(began - admitted)
+            waited = began - admitted
+            hooks.admission_wait(waited)
             try:
                 return self.gate.run(caller, facts, checked, outcome or (lambda _: {}))
             finally:
@@ -226,6 +231,20 @@ class Runner:
             self.gate.refuse(caller, facts, error)
         except FvsError:
             log.exception("could not audit an abandoned call")
+
+    def _late(self, waited_s: float) -> FvsError:
+        """OVERLOADED for a call the estimate admitted that waited the whole queue bound
+        (refused by the gate, so audited, and never run)."""
+        retry_ms = max(1, round(1000 * self.admission.late_retry_s()))
+        error = FvsError(
+            ErrorCode.OVERLOADED,
+            f"the server could not reach this call within its queue bound (waited"
+            f" {1000 * waited_s:.0f} ms); retry after {retry_ms} ms",
+            waited_ms=str(round(1000 * waited_s)),
+            retry_after_ms=str(retry_ms),
+        )
+        error.retry_after_s = retry_ms / 1000
+        return error
 
     async def _refuse_overloaded(
         self, caller: Caller, facts: CallFacts, decision: Decision

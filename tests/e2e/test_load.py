@@ -145,6 +145,41 @@ async def test_admission_bounds_the_expected_wait(
     assert slow.calls == 5  # the refused calls never reached the model
 
 
+@pytest.mark.parametrize("slow_server", [(500, 0.3, 10)], indirect=True)
+async def test_a_call_the_estimate_let_in_is_refused_when_its_wait_passed_the_bound(
+    slow_server: tuple[ServerThread, SlowPipeline],
+) -> None:
+    """An estimate far too low (1 ms a call, really 0.3 s) admits six calls at once: the
+    four a worker is guaranteed run; the two admitted on the estimate alone reach the worker
+    after 1.2 s and more, past the 0.5 s bound, and are refused then (OVERLOADED, audited,
+    never run) instead of being answered late."""
+    server, slow = slow_server
+    server.server.runner.admission.service_s = 0.001
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        outcomes = await asyncio.gather(
+            *[stub.Verify(request(), timeout=30) for _ in range(6)], return_exceptions=True
+        )
+    ok = [o for o in outcomes if isinstance(o, verification_pb2.VerifyResponse)]
+    late = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert (len(ok), len(late)) == (4, 2)
+    for failure in late:
+        assert failure.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = rpc_status.from_call(failure)
+        info = error_info(status)
+        assert info is not None and info.reason == "OVERLOADED"
+        assert int(info.metadata["waited_ms"]) > 500
+        assert "queue bound" in failure.details()
+        assert retry_info(status) is not None
+    assert slow.calls == 4
+    reasons = [
+        r["reason"]
+        for r in read_records(server.parts.gate.audit.path)
+        if r["operation"] == "Verify"
+    ]
+    assert reasons.count("OVERLOADED") == 2
+
+
 @pytest.mark.parametrize("slow_server", [(60_000, 0.5, 2)], indirect=True)
 async def test_a_call_that_cannot_meet_its_deadline_is_refused_with_retry_info(
     slow_server: tuple[ServerThread, SlowPipeline],

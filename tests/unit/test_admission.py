@@ -52,14 +52,31 @@ def test_a_call_that_cannot_meet_its_deadline_is_refused_with_a_retry_delay() ->
 
 
 def test_the_queue_bound_caps_every_call_and_sets_the_retry_delay() -> None:
+    """Beyond the guaranteed calls the expected answer time (wait + service) must fit the
+    bound: 1 worker, 0.1 s a call, 1 s bound, 4 guaranteed."""
     a = Admission(capacity=100, workers=1, max_wait_s=1.0)
     a.service_s = 0.1
-    for _ in range(11):  # running, then waits of 0.1 .. 1.0 s
-        assert a.decide(time_remaining_s=60).admitted
-    refused = a.decide(time_remaining_s=60)  # would wait 1.1 s
+    decisions = [a.decide(time_remaining_s=60) for _ in range(10)]  # waits 0 .. 0.9 s
+    assert all(d.admitted for d in decisions)
+    assert [d.bounded for d in decisions] == [False] * 4 + [True] * 6
+    refused = a.decide(time_remaining_s=60)  # would wait 1.0 s and answer after 1.1 s
     assert not refused.admitted
     assert "queue bound" in refused.why
     assert refused.retry_after_s == pytest.approx(0.1)  # 1.1 - 1.0, at least one service
+
+
+def test_a_bounded_call_that_waited_the_whole_bound_is_refused_when_its_turn_comes() -> None:
+    a = Admission(capacity=100, workers=1, max_wait_s=1.0)
+    a.service_s = 0.1
+    decisions = [a.decide(None) for _ in range(6)]
+    guaranteed, bounded = decisions[1], decisions[5]
+    assert not guaranteed.bounded and bounded.bounded
+    assert not a.expired_bound(bounded, waited_s=0.9)  # the estimate held
+    assert a.expired_bound(bounded, waited_s=1.2)  # the queue was slower than estimated
+    assert not a.expired_bound(guaranteed, waited_s=5.0)  # guaranteed calls always run
+    assert a.late_retry_s() == pytest.approx(0.1)
+    unbounded = Admission(capacity=100, workers=1)  # no queue bound: nothing is bounded
+    assert not any(unbounded.decide(None).bounded for _ in range(20))
 
 
 def test_capacity_is_a_hard_limit() -> None:
