@@ -5,7 +5,18 @@ calls' latency, the refused ones (OVERLOADED), calls lost without an answer (mus
 the server's memory. The in-process pipeline on the same photo, measured first in the same
 run, is the ceiling the service is measured against. Writes JSON and a PNG.
 
-    .venv/bin/python benchmarks/service.py [--levels 1 2 4 8 16] [--seconds 10]
+The targets' ratios are then measured *paired*, because these VMs drift by 10-20 % within a
+minute: ``--rounds`` rounds, each alternating the service with its baseline (order reversed
+every round), the ratio taken per round and the median reported:
+
+* concurrency 1: one in-process extraction, one Verify, one after the other (p50 / p50);
+* concurrency 8: in-process throughput at 2, 4 and 8 threads (the best counts) against the
+  service with 8 closed-loop callers, ``--pair-seconds`` each;
+* overload: the service with the best closed-loop level, then offered ``--overload`` x that
+  rate open-loop; goodput counts the calls answered OK inside the offering window (the first
+  0.5 s excluded), so calls finishing after it are not counted.
+
+    .venv/bin/python benchmarks/service.py [--levels 1 2 4 8 16] [--seconds 10] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -47,36 +58,41 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def in_process(photo: bytes, seconds: float, threads: list[int]) -> dict:  # type: ignore[type-arg]
+def load_pipeline() -> FacePipeline:
     settings = Settings()
     pipeline = FacePipeline.load(
         settings.model, settings.pipeline, settings.quality, settings.score
     )
     pipeline.warm_up(2)
+    return pipeline
+
+
+def in_process_rate(pipeline: FacePipeline, photo: bytes, threads: int, seconds: float) -> float:
+    """Images per second with ``threads`` threads extracting concurrently."""
+    stop = time.perf_counter() + seconds
+
+    def loop(_: int) -> int:
+        k = 0
+        while time.perf_counter() < stop:
+            pipeline.extract(photo)
+            k += 1
+        return k
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        done = sum(pool.map(loop, range(threads)))
+    return done / (time.perf_counter() - start)
+
+
+def in_process(pipeline: FacePipeline, photo: bytes, seconds: float, threads: list[int]) -> dict:  # type: ignore[type-arg]
     lat = []
     stop = time.perf_counter() + seconds
     while time.perf_counter() < stop:
         t = time.perf_counter()
         pipeline.extract(photo)
         lat.append((time.perf_counter() - t) * 1e3)
-    best = 0.0
-    rates = {}
-    for n in threads:
-        stop = time.perf_counter() + seconds
-
-        def loop(_: int, stop: float = stop) -> int:
-            k = 0
-            while time.perf_counter() < stop:
-                pipeline.extract(photo)
-                k += 1
-            return k
-
-        start = time.perf_counter()
-        with ThreadPoolExecutor(n) as pool:
-            done = sum(pool.map(loop, range(n)))
-        rates[n] = done / (time.perf_counter() - start)
-        best = max(best, rates[n])
-    pipeline.close()
+    rates = {n: in_process_rate(pipeline, photo, n, seconds) for n in threads}
+    best = max(rates.values())
     from benchmarks.pipeline import naive_pipeline
 
     naive = naive_pipeline()
@@ -155,6 +171,7 @@ def rss_mb(pid: int) -> float:
 async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid: int) -> dict:  # type: ignore[type-arg]
     req = request(photo)
     ok: list[float] = []
+    done_at: list[float] = []  # when each OK answer arrived
     refused = 0
     errors: dict[str, int] = {}
     memory: list[float] = []
@@ -169,6 +186,7 @@ async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid
             try:
                 await stub.Verify(req, timeout=30)
                 ok.append((time.perf_counter() - t) * 1e3)
+                done_at.append(time.perf_counter())
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
                     refused += 1
@@ -191,8 +209,11 @@ async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
         memory.append(rss_mb(pid))
     answered = len(ok) + refused + sum(errors.values())
+    settle = min(0.5, seconds / 4)
+    inside = sum(1 for t in done_at if start + settle <= t <= start + seconds)
     return {
         "offered_per_s": rate,
+        "goodput_per_s": inside / (seconds - settle),
         "seconds": seconds,
         "sent": k,
         "ok": len(ok),
@@ -202,6 +223,107 @@ async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid
         "accepted_p50_ms": pct(ok, 50),
         "accepted_p99_ms": pct(ok, 99),
         "memory_mb": {"first": memory[0], "max": max(memory), "last": memory[-1]},
+    }
+
+
+def paired_c1(address: str, pipeline: FacePipeline, photo: bytes, calls: int) -> dict:  # type: ignore[type-arg]
+    """p50 of a lone Verify over p50 of a lone in-process extraction, interleaved call by
+    call (the order flips each pair)."""
+    req = request(photo)
+    service: list[float] = []
+    local: list[float] = []
+    with grpc.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 16 << 20)]
+    ) as channel:
+        stub = verification_pb2_grpc.FaceVerificationStub(channel)
+        stub.Verify(req, timeout=30)
+        for k in range(calls):
+            for which in ("service", "local") if k % 2 else ("local", "service"):
+                t = time.perf_counter()
+                if which == "service":
+                    stub.Verify(req, timeout=30)
+                    service.append((time.perf_counter() - t) * 1e3)
+                else:
+                    pipeline.extract(photo)
+                    local.append((time.perf_counter() - t) * 1e3)
+    return {
+        "calls": calls,
+        "service_p50_ms": statistics.median(service),
+        "in_process_p50_ms": statistics.median(local),
+        "ratio": statistics.median(service) / statistics.median(local),
+    }
+
+
+async def paired_throughput(
+    address: str,
+    pipeline: FacePipeline,
+    photo: bytes,
+    level: int,
+    threads: list[int],
+    rounds: int,
+    seconds: float,
+) -> dict:  # type: ignore[type-arg]
+    """Per round: the best in-process rate over ``threads`` and the service at ``level``
+    closed-loop callers, in alternating order; the ratio per round and its median."""
+    out = []
+    for k in range(rounds):
+        row: dict[str, float] = {}
+        steps = ("local", "service") if k % 2 == 0 else ("service", "local")
+        for step in steps:
+            if step == "local":
+                rates = {n: in_process_rate(pipeline, photo, n, seconds) for n in threads}
+                row["in_process_best_per_s"] = max(rates.values())
+                row["in_process_best_threads"] = max(rates, key=lambda n: rates[n])
+            else:
+                result = await closed_loop(address, photo, level, seconds)
+                row["service_per_s"] = result["throughput_per_s"]
+                row["service_refused"] = result["refused"]
+        row["ratio"] = row["service_per_s"] / row["in_process_best_per_s"]
+        out.append(row)
+        print(
+            f"  paired round {k + 1}: service c{level} {row['service_per_s']:.1f}/s, in-process "
+            f"best {row['in_process_best_per_s']:.1f}/s -> {row['ratio']:.3f}",
+            flush=True,
+        )
+    return {
+        "level": level,
+        "rounds": out,
+        "ratio_median": statistics.median(r["ratio"] for r in out),
+    }
+
+
+async def paired_overload(
+    address: str, photo: bytes, level: int, factor: float, rounds: int, seconds: float, pid: int
+) -> dict:  # type: ignore[type-arg]
+    """Per round: the sustainable rate (``level`` closed-loop callers), then ``factor`` x it
+    open-loop; goodput over that round's sustainable rate."""
+    out = []
+    for k in range(rounds):
+        closed = await closed_loop(address, photo, level, seconds)
+        sustainable = closed["throughput_per_s"]
+        over = await open_loop(address, photo, factor * sustainable, seconds, pid)
+        row = {
+            "sustainable_per_s": sustainable,
+            "offered_per_s": over["offered_per_s"],
+            "goodput_per_s": over["goodput_per_s"],
+            "ratio": over["goodput_per_s"] / sustainable,
+            "accepted_p99_ms": over["accepted_p99_ms"],
+            "refused": over["refused_overloaded"],
+            "lost": over["lost"],
+        }
+        out.append(row)
+        print(
+            f"  overload round {k + 1}: sustainable {sustainable:.1f}/s, goodput "
+            f"{row['goodput_per_s']:.1f}/s -> {row['ratio']:.3f}, accepted p99 "
+            f"{row['accepted_p99_ms']:.0f} ms, lost {row['lost']}",
+            flush=True,
+        )
+    return {
+        "level": level,
+        "factor": factor,
+        "rounds": out,
+        "goodput_ratio_median": statistics.median(r["ratio"] for r in out),
+        "lost": sum(r["lost"] for r in out),
     }
 
 
@@ -229,7 +351,8 @@ def plot(levels: list[dict], path: Path, ceiling: float) -> None:  # type: ignor
 
 async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     photo = args.photo.read_bytes()
-    ceiling = in_process(photo, args.seconds / 2, [1, 2, 4, 8])
+    pipeline = load_pipeline()
+    ceiling = in_process(pipeline, photo, args.seconds / 2, [1, 2, 4, 8])
     print(
         f"in-process: p50 {ceiling['p50_ms']:.1f} ms, best {ceiling['best_images_per_s']:.1f}"
         f" images/s; naive insightface sequential "
@@ -309,7 +432,25 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             f"{overload['memory_mb']}",
             flush=True,
         )
+        best_level = max(levels, key=lambda r: r["throughput_per_s"])["concurrency"]
+        paired = {
+            "c1": paired_c1(address, pipeline, photo, args.pair_calls),
+            "throughput": await paired_throughput(
+                address, pipeline, photo, 8, [2, 4, 8], args.rounds, args.pair_seconds
+            ),
+            "overload": await paired_overload(
+                address,
+                photo,
+                best_level,
+                args.overload,
+                args.rounds,
+                args.pair_seconds,
+                server.pid,
+            ),
+        }
+        print(f"paired c1 p50 ratio {paired['c1']['ratio']:.3f}", flush=True)
     finally:
+        pipeline.close()
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     by_level = {r["concurrency"]: r for r in levels}
@@ -328,6 +469,19 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         "best_throughput_over_best_in_process": max(r["throughput_per_s"] for r in levels)
         / ceiling["best_images_per_s"],
         "overload_accepted_p99_over_unloaded_p99": overload["accepted_p99_ms"] / unloaded_p99,
+        "overload_goodput_over_best_level": overload["goodput_per_s"]
+        / max(r["throughput_per_s"] for r in levels),
+        "paired_c1_p50_over_in_process_p50": paired["c1"]["ratio"],
+        "paired_c8_throughput_over_best_in_process": paired["throughput"]["ratio_median"],
+        "paired_overload_goodput_over_sustainable": paired["overload"]["goodput_ratio_median"],
+    }
+    server_env = dict(kv.split("=", 1) for kv in args.env)
+    bound_ms = float(
+        server_env.get("FVS_SERVER__MAX_QUEUE_WAIT_MS", Settings().server.max_queue_wait_ms)
+    )
+    targets = {
+        "accepted_p99_limit_ms": bound_ms + 2 * unloaded_p99,
+        "accepted_p99_ms": overload["accepted_p99_ms"],
     }
     png = (
         args.out.with_suffix(".png")
@@ -343,7 +497,9 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         "in_process": ceiling,
         "levels": levels,
         "overload": overload,
+        "paired": paired,
         "ratios": ratios,
+        "overload_latency": targets,
         "plot": str(png),
     }
 
@@ -355,6 +511,9 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--overload", type=float, default=4.0, help="multiple of sustainable load")
     p.add_argument("--overload-seconds", type=float, default=30.0)
+    p.add_argument("--rounds", type=int, default=3, help="paired rounds per ratio")
+    p.add_argument("--pair-seconds", type=float, default=5.0, help="each slice of a round")
+    p.add_argument("--pair-calls", type=int, default=100, help="paired lone calls")
     p.add_argument("--providers", default="cpu")
     p.add_argument("--env", nargs="*", default=[], help="FVS_...=value for the server")
     p.add_argument("--out", type=Path)
