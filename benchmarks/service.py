@@ -172,6 +172,7 @@ async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid
     req = request(photo)
     ok: list[float] = []
     done_at: list[float] = []  # when each OK answer arrived
+    late: list[float] = []  # refused when a worker reached them (admission's backstop)
     refused = 0
     errors: dict[str, int] = {}
     memory: list[float] = []
@@ -190,6 +191,8 @@ async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
                     refused += 1
+                    if "(waited" in (exc.details() or ""):  # refused when its turn came
+                        late.append((time.perf_counter() - t) * 1e3)
                 else:
                     errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
 
@@ -218,6 +221,8 @@ async def open_loop(address: str, photo: bytes, rate: float, seconds: float, pid
         "sent": k,
         "ok": len(ok),
         "refused_overloaded": refused,
+        "refused_after_waiting": len(late),
+        "refused_after_waiting_p50_ms": pct(late, 50),
         "errors": errors,
         "lost": k - answered,
         "accepted_p50_ms": pct(ok, 50),
@@ -309,6 +314,7 @@ async def paired_overload(
             "ratio": over["goodput_per_s"] / sustainable,
             "accepted_p99_ms": over["accepted_p99_ms"],
             "refused": over["refused_overloaded"],
+            "refused_after_waiting": over["refused_after_waiting"],
             "lost": over["lost"],
         }
         out.append(row)
@@ -426,7 +432,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         print(
             f"overload x{args.overload} ({overload['offered_per_s']:.0f}/s for "
             f"{args.overload_seconds:.0f} s): ok {overload['ok']}, refused "
-            f"{overload['refused_overloaded']}, errors {overload['errors']}, lost "
+            f"{overload['refused_overloaded']} ({overload['refused_after_waiting']} after waiting),"
+            f" errors {overload['errors']}, lost "
             f"{overload['lost']}; accepted p99 {overload['accepted_p99_ms']:.1f} ms = "
             f"x{overload['accepted_p99_ms'] / unloaded_p99:.2f} unloaded p99; memory "
             f"{overload['memory_mb']}",

@@ -17,7 +17,7 @@ fields suffice. The rule a gateway engineer can act on:
 * A call admitted on the strength of the estimate alone (beyond the guaranteed calls) is
   ``bounded``: if the queue turns out slower than estimated and it has already waited the
   whole bound when a worker reaches it, it is refused then (``OVERLOADED``, never run) rather
-  than answered late (``expired_bound``). This is the only refusal after waiting.
+  than answered later still (``expired_bound``). This is the only refusal after waiting.
 
 So closed-loop callers (each waiting for its answer before sending the next call) are never
 refused while their number times the service time per worker fits the bound, and under
@@ -90,7 +90,11 @@ class Admission:
 
     def expired_bound(self, decision: Decision, waited_s: float) -> bool:
         """True when a ``bounded`` call reaches a worker after waiting the whole queue bound
-        (the estimate was too low): refuse it rather than answer it late."""
+        (the estimate was too low): refuse it rather than answer it later still.
+
+        Admission aims the answer (wait + service) at the bound; this backstop allows the
+        wait alone up to it, one service time of slack for the estimate's noise. (With no
+        slack, measured: half the calls admitted at the edge were refused after waiting.)"""
         return decision.bounded and waited_s > self.max_wait_s
 
     def late_retry_s(self) -> float:

@@ -74,6 +74,12 @@ def test_service_benchmark(tmp_path: Path) -> None:
         "2",
         "--overload-seconds",
         "2",
+        "--rounds",
+        "1",
+        "--pair-seconds",
+        "1",
+        "--pair-calls",
+        "4",
         "--out",
         str(out),
     )
@@ -81,6 +87,30 @@ def test_service_benchmark(tmp_path: Path) -> None:
     assert [r["concurrency"] for r in payload["levels"]] == [1, 2]
     assert payload["overload"]["lost"] == 0
     assert Path(payload["plot"]).exists()
+    paired = payload["paired"]
+    assert paired["c1"]["calls"] == 4 and paired["c1"]["ratio"] > 0
+    assert len(paired["throughput"]["rounds"]) == len(paired["overload"]["rounds"]) == 1
+    assert paired["overload"]["lost"] == 0
+    assert payload["ratios"]["paired_c8_throughput_over_best_in_process"] > 0
+
+
+def test_audit_flush_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "f.json"
+    bench(
+        "audit_flush.py",
+        "--dir",
+        str(tmp_path),
+        "--records",
+        "20",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
+    )
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"fsync", "fdatasync", "o_dsync", "preallocated", "log_only", "none"}
+    assert results["fsync"]["p50_over_fsync"] == 1.0
+    assert all(r["p50_ms"] > 0 for r in results.values())
 
 
 def test_processes_benchmark(tmp_path: Path) -> None:
