@@ -17,7 +17,7 @@ class InferenceSession(Protocol):
     @property
     def input_name(self) -> str: ...
 
-    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+    def run(self, feed: dict[str, np.ndarray], requests: int = 1) -> list[np.ndarray]: ...
 
 
 class Embedder:
@@ -52,7 +52,7 @@ class Embedder:
         batch = list(crops)
         if self.spec.flip_fusion:
             batch += [np.ascontiguousarray(crop[:, ::-1]) for crop in crops]
-        out = self._session.run({self._input: self.preprocess(batch)})[0]
+        out = self._session.run({self._input: self.preprocess(batch)}, requests=count)[0]
         vectors = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
         if vectors.shape[1] != self.spec.embedding_size:
             raise ValueError(

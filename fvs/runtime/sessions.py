@@ -186,9 +186,17 @@ class Session:
             )
         return session
 
-    def current(self) -> ort.InferenceSession:
-        """The session a run starting now should use."""
-        if self.narrow is not None and self.load is not None and self.load.shared():
+    def current(self, requests: int = 1) -> ort.InferenceSession:
+        """The session a run for ``requests`` requests starting now should use: the twin for
+        one request's run while others are in the pipeline; the full pool alone, and for a
+        micro-batch serving several requests at once (on a many-core host one thread would
+        make the single batching thread the bottleneck)."""
+        if (
+            requests == 1
+            and self.narrow is not None
+            and self.load is not None
+            and self.load.shared()
+        ):
             return self.narrow
         return self.inner
 
@@ -196,8 +204,8 @@ class Session:
     def input_name(self) -> str:
         return str(self.inner.get_inputs()[0].name)
 
-    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return list(self.current().run(None, feed))
+    def run(self, feed: dict[str, np.ndarray], requests: int = 1) -> list[np.ndarray]:
+        return list(self.current(requests).run(None, feed))
 
 
 def onnxruntime_version() -> str:

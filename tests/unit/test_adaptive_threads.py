@@ -80,6 +80,8 @@ class _Counting:
 
 
 def test_a_shared_pipeline_runs_both_networks_on_the_twins_with_the_same_result() -> None:
+    """One request's runs go to the twins while others are in the pipeline; a batch of
+    several requests' crops keeps the full thread pool."""
     pipeline = FacePipeline.load(ModelSettings(providers="cpu"), PipelineSettings())
     try:
         photo = (DATA / "obama2.jpg").read_bytes()
@@ -100,6 +102,12 @@ def test_a_shared_pipeline_runs_both_networks_on_the_twins_with_the_same_result(
         assert narrow_det.runs > 0 and narrow_rec.runs == 1
         assert float(np.dot(alone.embedding, shared.embedding)) > 0.9999
         assert np.allclose(alone.face.box, shared.face.box, atol=0.5)
+
+        # a micro-batch serving several requests runs on the full pool even while shared
+        crop = np.full((112, 112, 3), 127, dtype=np.uint8)
+        with pipeline.requests, pipeline.requests:
+            pipeline.embedder.embed([crop, crop])
+        assert (wide_rec.runs, narrow_rec.runs) == (2, 1)
     finally:
         pipeline.close()
 
