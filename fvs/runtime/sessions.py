@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,7 @@ class Session:
             else None
         )
         self.load = load
+        self.threads = options.intra_op_threads or os.cpu_count() or 1  # the full pool's
         self.name = name
         self.providers = self.inner.get_providers()
         log.info(
@@ -187,18 +189,17 @@ class Session:
         return session
 
     def current(self, requests: int = 1) -> ort.InferenceSession:
-        """The session a run for ``requests`` requests starting now should use: the twin for
-        one request's run while others are in the pipeline; the full pool alone, and for a
-        micro-batch serving several requests at once (on a many-core host one thread would
-        make the single batching thread the bottleneck)."""
-        if (
-            requests == 1
-            and self.narrow is not None
-            and self.load is not None
-            and self.load.shared()
-        ):
-            return self.narrow
-        return self.inner
+        """The session a run for ``requests`` requests starting now should use: the full pool
+        alone, the twin while others are in the pipeline. A micro-batch serving several
+        requests keeps the full pool where that pool has more than two threads (on a
+        many-core host one thread would make the single batching thread the bottleneck; on
+        two cores the full pool for batches was measured worse under overload, README
+        "Performance")."""
+        if self.narrow is None or self.load is None or not self.load.shared():
+            return self.inner
+        if requests > 1 and self.threads > 2:
+            return self.inner
+        return self.narrow
 
     @property
     def input_name(self) -> str:

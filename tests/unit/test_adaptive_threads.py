@@ -54,6 +54,19 @@ def test_the_twin_is_used_only_while_the_pipeline_is_shared() -> None:
     assert session.current() is session.inner
 
 
+def test_a_batch_of_several_requests_keeps_a_pool_of_more_than_two_threads() -> None:
+    weights = _weights()
+    for threads, batch_on_the_pool in ((4, True), (2, False)):
+        load = Load()
+        options = SessionOptions(providers=[CPU], intra_op_threads=threads, adaptive_threads=True)
+        session = Session(weights, "det", options, load)
+        with load, load:
+            assert session.current(requests=1) is session.narrow
+            expected = session.inner if batch_on_the_pool else session.narrow
+            assert session.current(requests=3) is expected
+        assert session.current(requests=3) is session.inner  # alone: always the pool
+
+
 def test_no_twin_where_it_cannot_help() -> None:
     weights = _weights()
     one_thread = SessionOptions(providers=[CPU], intra_op_threads=1, adaptive_threads=True)
@@ -80,8 +93,7 @@ class _Counting:
 
 
 def test_a_shared_pipeline_runs_both_networks_on_the_twins_with_the_same_result() -> None:
-    """One request's runs go to the twins while others are in the pipeline; a batch of
-    several requests' crops keeps the full thread pool."""
+    """One request's runs go to the twins while others are in the pipeline."""
     pipeline = FacePipeline.load(ModelSettings(providers="cpu"), PipelineSettings())
     try:
         photo = (DATA / "obama2.jpg").read_bytes()
@@ -102,12 +114,6 @@ def test_a_shared_pipeline_runs_both_networks_on_the_twins_with_the_same_result(
         assert narrow_det.runs > 0 and narrow_rec.runs == 1
         assert float(np.dot(alone.embedding, shared.embedding)) > 0.9999
         assert np.allclose(alone.face.box, shared.face.box, atol=0.5)
-
-        # a micro-batch serving several requests runs on the full pool even while shared
-        crop = np.full((112, 112, 3), 127, dtype=np.uint8)
-        with pipeline.requests, pipeline.requests:
-            pipeline.embedder.embed([crop, crop])
-        assert (wide_rec.runs, narrow_rec.runs) == (2, 1)
     finally:
         pipeline.close()
 
