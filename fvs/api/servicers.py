@@ -235,29 +235,21 @@ class Runner:
     def _late(self, waited_s: float) -> FvsError:
         """OVERLOADED for a call the estimate admitted that waited the whole queue bound
         (refused by the gate, so audited, and never run)."""
-        retry_ms = max(1, round(1000 * self.admission.late_retry_s()))
-        error = FvsError(
-            ErrorCode.OVERLOADED,
+        return _overloaded(
             f"the server could not reach this call within its queue bound (waited"
-            f" {1000 * waited_s:.0f} ms); retry after {retry_ms} ms",
+            f" {1000 * waited_s:.0f} ms)",
+            self.admission.late_retry_s(),
             waited_ms=str(round(1000 * waited_s)),
-            retry_after_ms=str(retry_ms),
         )
-        error.retry_after_s = retry_ms / 1000
-        return error
 
     async def _refuse_overloaded(
         self, caller: Caller, facts: CallFacts, decision: Decision
     ) -> None:
-        retry_ms = max(1, round(1000 * decision.retry_after_s))
-        error = FvsError(
-            ErrorCode.OVERLOADED,
-            f"the server cannot answer this call in time ({decision.why}); retry after"
-            f" {retry_ms} ms",
+        error = _overloaded(
+            f"the server cannot answer this call in time ({decision.why})",
+            decision.retry_after_s,
             expected_wait_ms=str(round(1000 * decision.expected_wait_s)),
-            retry_after_ms=str(retry_ms),
         )
-        error.retry_after_s = retry_ms / 1000
         # an audit failure (AUDIT_UNAVAILABLE) propagates instead of the refusal
         await self._in(self.audit_executor, self.gate.refuse, caller, facts, error)
         raise error
@@ -282,6 +274,20 @@ class Runner:
         """An Admin method: authorization and audit happen inside AdminService."""
         caller = caller_of(context, self.insecure)
         return await self._answer(context, "Admin", self._in(self.executor, fn, caller))
+
+
+def _overloaded(why: str, retry_s: float, **metadata: str) -> FvsError:
+    """OVERLOADED with its retry delay in the message, the ErrorInfo metadata
+    (``retry_after_ms``) and the RetryInfo (``retry_after_s``)."""
+    retry_ms = max(1, round(1000 * retry_s))
+    error = FvsError(
+        ErrorCode.OVERLOADED,
+        f"{why}; retry after {retry_ms} ms",
+        **metadata,
+        retry_after_ms=str(retry_ms),
+    )
+    error.retry_after_s = retry_ms / 1000
+    return error
 
 
 def _verify_call(
