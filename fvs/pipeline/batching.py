@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from fvs.observability import hooks
 from fvs.pipeline.decode import BgrImage
+from fvs.runtime.sessions import Load
 
 log = logging.getLogger(__name__)
 
@@ -26,30 +27,26 @@ EmbedFn = Callable[[Sequence[BgrImage]], npt.NDArray[np.float32]]
 
 
 class MicroBatcher:
-    def __init__(self, embed: EmbedFn, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(
+        self, embed: EmbedFn, max_batch_size: int, max_wait_ms: float, requests: Load
+    ) -> None:
+        """``requests``: the pipeline's count of requests on their way (FacePipeline.extract
+        enters it), which tells a lone request from one that others may join."""
         self._embed = embed
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._queue: queue.Queue[tuple[BgrImage, Future[npt.NDArray[np.float32]]] | None] = (
             queue.Queue()
         )
-        self._coming = 0  # requests between admission and the embedder
-        self._lock = threading.Lock()
+        self._requests = requests
         self.batches: list[int] = []  # sizes of recent batches (for tests and benchmarks)
         self._thread = threading.Thread(target=self._run, name="fvs-embed-batcher", daemon=True)
         self._thread.start()
 
-    def expect(self, delta: int) -> None:
-        """A request will (+1) / will no longer (-1) reach the embedder."""
-        with self._lock:
-            self._coming += delta
-
     def embed(self, crop: BgrImage) -> npt.NDArray[np.float32]:
         """(D,) embedding of one aligned crop, computed in a batch with others; computed right
         here, without a thread hand-off, when no other request is on its way."""
-        with self._lock:
-            alone = self._coming <= 1 and self._queue.empty()
-        if alone:
+        if self._requests.count <= 1 and self._queue.empty():
             hooks.batch(1)
             self.batches.append(1)
             del self.batches[:-1000]
@@ -85,8 +82,7 @@ class MicroBatcher:
             while len(batch) < self.max_batch_size:
                 item = self._next(None)
                 if item is None:
-                    with self._lock:
-                        more_coming = self._coming > len(batch)
+                    more_coming = self._requests.count > len(batch)
                     remaining = deadline - time.monotonic()
                     if not more_coming or remaining <= 0:
                         break

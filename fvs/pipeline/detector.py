@@ -32,13 +32,14 @@ class FaceDetector:
         max_size: int = 640,
         coarse_size: int = 160,
         narrow_session: Any = None,
-        shared: Callable[[], bool] | None = None,
+        pick: Callable[[], Any] | None = None,
     ) -> None:
-        """``narrow_session`` (optional): the same network on one thread, used while
-        ``shared()`` says other requests are in the pipeline (fvs.runtime.sessions.Load)."""
+        """``narrow_session`` (optional): the same network on one thread, used when ``pick()``
+        (fvs.runtime.sessions.Session.current) chooses it for a run starting now."""
         self._scrfd = self._wrap(session, spec)
+        self._narrow_session = narrow_session
         self._narrow = self._wrap(narrow_session, spec) if narrow_session is not None else None
-        self._shared = shared
+        self._pick = pick
         self.fixed_sizes = [(int(s), int(s)) for s in sizes]
         self.max_size = max_size
         self.coarse_size = coarse_size
@@ -69,7 +70,11 @@ class FaceDetector:
         """All faces in ``image`` ((H, W, 3) uint8 BGR), largest first."""
         height, width = image.shape[:2]
         scrfd = self._scrfd
-        if self._narrow is not None and self._shared is not None and self._shared():
+        if (
+            self._narrow is not None
+            and self._pick is not None
+            and self._pick() is self._narrow_session
+        ):
             scrfd = self._narrow
         boxes, landmarks = scrfd.detect(
             image, input_size=self.sizes_for(width, height), det_thresh=self.threshold

@@ -64,7 +64,9 @@ class FacePipeline:
         self.requests = load or Load()  # requests in the pipeline now (picks the threads)
         batching = settings.batching
         self.batcher = (
-            MicroBatcher(embedder.embed, batching.max_batch_size, batching.max_wait_ms)
+            MicroBatcher(
+                embedder.embed, batching.max_batch_size, batching.max_wait_ms, self.requests
+            )
             if batching.enabled and batching.max_batch_size > 1
             else None
         )
@@ -126,7 +128,7 @@ class FacePipeline:
             max_size=settings.detector_max_size,
             coarse_size=settings.detector_coarse_size,
             narrow_session=det_session.narrow,
-            shared=load.shared,
+            pick=det_session.current,
         )
         embedder = Embedder(rec_session, manifest.recognizer)
         log.info(
@@ -170,14 +172,8 @@ class FacePipeline:
         ``purpose`` picks the quality minimums: "verify" for probes, "enroll" (stricter) for
         templates, "measure" to measure quality without refusing.
         """
-        with self.requests:
-            if self.batcher is None:
-                return self._extract(data, purpose)
-            self.batcher.expect(+1)
-            try:
-                return self._extract(data, purpose)
-            finally:
-                self.batcher.expect(-1)
+        with self.requests:  # counted for the batcher and the sessions' thread choice
+            return self._extract(data, purpose)
 
     def embed_one(self, crop: BgrImage) -> Embedding:
         """(D,) embedding of one aligned crop (micro-batched with concurrent requests)."""

@@ -114,6 +114,11 @@ class Load:
         with self._lock:
             self._count -= 1
 
+    @property
+    def count(self) -> int:
+        """Requests in the pipeline now."""
+        return self._count
+
     def shared(self) -> bool:
         """True while more than one request is in the pipeline."""
         return self._count > 1
