@@ -61,6 +61,15 @@ def slow_server(
     running.stop()
 
 
+def verify_reasons(server: ServerThread) -> list[str]:
+    """The reasons of the Verify records in the server's audit trail, in order."""
+    return [
+        r["reason"]
+        for r in read_records(server.parts.gate.audit.path)
+        if r["operation"] == "Verify"
+    ]
+
+
 def request() -> verification_pb2.VerifyRequest:
     return verification_pb2.VerifyRequest(
         citizen_id=CITIZEN_A, image=photo("obama2.jpg"), purpose="KYC", consent=consent()
@@ -114,11 +123,7 @@ async def test_expired_and_cancelled_calls_never_reach_the_model(
             await cancelled
         await asyncio.sleep(0.6)  # let the worker drain what was queued
     assert slow.calls == 1
-    reasons = [
-        r["reason"]
-        for r in read_records(server.parts.gate.audit.path)
-        if r["operation"] == "Verify"
-    ]
+    reasons = verify_reasons(server)
     assert reasons.count("DEADLINE_EXCEEDED") == 1
     assert reasons.count("CANCELLED") == 1
 
@@ -172,11 +177,7 @@ async def test_a_call_the_estimate_let_in_is_refused_when_its_wait_passed_the_bo
         assert "queue bound" in failure.details()
         assert retry_info(status) is not None
     assert slow.calls == 4
-    reasons = [
-        r["reason"]
-        for r in read_records(server.parts.gate.audit.path)
-        if r["operation"] == "Verify"
-    ]
+    reasons = verify_reasons(server)
     assert reasons.count("OVERLOADED") == 2
 
 
