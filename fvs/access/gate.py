@@ -121,7 +121,16 @@ class Gate:
 
     def refuse(self, caller: Caller, facts: CallFacts, error: FvsError) -> None:
         """Record a call refused before it reached the gate proper (e.g. OVERLOADED)."""
-        self._record(caller, facts, None, time.perf_counter(), "REFUSED", error.code.value, {})
+        self.audit.append(self.refusal(caller, facts, error))
+
+    def refusal(self, caller: Caller, facts: CallFacts, error: FvsError) -> dict[str, Any]:
+        """The audit record of a call refused before the gate proper, not yet appended (a
+        batch of them goes to :meth:`record_all`)."""
+        return self._entry(caller, facts, None, time.perf_counter(), "REFUSED", error.code.value)
+
+    def record_all(self, records: list[dict[str, Any]]) -> None:
+        """Append records made by :meth:`refusal`, with one flush for them all."""
+        self.audit.append_all(records)
 
     def _system_of(self, caller: Caller, auth: Authorization | None) -> System | None:
         if auth is not None:
@@ -147,6 +156,20 @@ class Gate:
         reason: str,
         fields: dict[str, Any],
     ) -> None:
+        record = self._entry(caller, facts, auth, start, outcome, reason, fields)
+        self.audit.append(record)  # raises AUDIT_UNAVAILABLE: the caller gets no result
+
+    def _entry(
+        self,
+        caller: Caller,
+        facts: CallFacts,
+        auth: Authorization | None,
+        start: float,
+        outcome: str,
+        reason: str,
+        fields: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        fields = dict(fields or {})
         system = self._system_of(caller, auth)
         if caller.local_operator:
             system_label = f"local/{caller.local_operator}"
@@ -182,7 +205,7 @@ class Gate:
             **fields,
         }
         note_agency(record["agency"])  # for the call's log lines and metrics
-        self.audit.append(record)  # raises AUDIT_UNAVAILABLE: the caller gets no result
+        return record
 
 
 def _bounded_details(details: dict[str, str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from fvs.admission import Admission, Decision
 from fvs.api import convert
 from fvs.api.errors import grpc_code, internal_status, to_grpc_status
 from fvs.api.identity import caller_of
+from fvs.api.refusals import RefusalAudit
 from fvs.api.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -122,6 +123,7 @@ class Runner:
         self.on_failure: Callable[[ErrorCode], None] | None = None
         # refusal records must not queue behind model work
         self.audit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fvs-audit")
+        self.refusals = RefusalAudit(gate, self.audit_executor)  # batched under a storm
         self._degraded: set[str] = set()  # components a failure was reported for
 
     def _in(self, executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -233,8 +235,8 @@ class Runner:
             log.exception("could not audit an abandoned call")
 
     def _late(self, waited_s: float) -> FvsError:
-        """OVERLOADED for a call the estimate admitted that waited the whole queue bound
-        (refused by the gate, so audited, and never run)."""
+        """OVERLOADED for a call the estimate admitted that a worker reached too late to
+        answer within the queue bound (refused by the gate, so audited, and never run)."""
         return _overloaded(
             f"the server could not reach this call within its queue bound (waited"
             f" {1000 * waited_s:.0f} ms)",
@@ -251,7 +253,7 @@ class Runner:
             expected_wait_ms=str(round(1000 * decision.expected_wait_s)),
         )
         # an audit failure (AUDIT_UNAVAILABLE) propagates instead of the refusal
-        await self._in(self.audit_executor, self.gate.refuse, caller, facts, error)
+        await self.refusals.record(caller, facts, error)
         raise error
 
     def verified(self, request: VerifyRequest, auth: Authorization) -> Verified:

@@ -180,18 +180,35 @@ class PgAuditTrail:
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Chain ``record`` in the next group commit; return once it is committed."""
+        return self.append_all([record])[0]
+
+    def append_all(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Queue ``records`` together (one batch unless MAX_BATCH splits them); return once
+        every one is committed."""
         if self._state:
             raise unavailable(self._state)
-        me = _Waiter(bound_record(record))
+        mine = [_Waiter(bound_record(record)) for record in records]
         with self._lock:
             if self._closing:
                 raise unavailable("the audit trail is closed")
-            self._queue.append(me)
+            self._queue.extend(mine)
             lead = not self._flushing
             self._flushing = True
         if lead:
             self._lead()
         deadline = time.monotonic() + APPEND_TIMEOUT_S
+        entries: list[dict[str, Any]] = []
+        failed: FvsError | None = None
+        for me in mine:  # every one waited for: one of them may be handed the lead
+            try:
+                entries.append(self._wait(me, deadline))
+            except FvsError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        return entries
+
+    def _wait(self, me: _Waiter, deadline: float) -> dict[str, Any]:
         while True:
             if not me.done.wait(max(0.0, deadline - time.monotonic())):
                 with self._lock:

@@ -66,6 +66,12 @@ class AuditTrail(Protocol):
         FvsError(AUDIT_UNAVAILABLE) otherwise, or while the trail fails its check."""
         ...
 
+    def append_all(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chain ``records`` in order and return them once all are durable, with one flush
+        (or commit) for the lot; raise like :meth:`append` (then none of them counts as
+        recorded, though some may be)."""
+        ...
+
     def records(self, agency: str | None = None) -> Iterator[dict[str, Any]]:
         """Every record (of one agency), in chain order."""
         ...

@@ -136,6 +136,25 @@ def test_appends_chain_in_order_and_verify(trail: AuditTrail) -> None:
     assert trail.healthy() and trail.state == ""
 
 
+def test_append_all_chains_a_batch_in_order_with_one_flush(trail: AuditTrail) -> None:
+    """A batch (the refusals of a storm) is chained in order, interleaved correctly with
+    single appends from other threads, and anchored: the head covers the last of it."""
+    trail.append(record(0))
+    singles = threading.Thread(target=fill, args=(trail, 20, "OTHER"))
+    singles.start()
+    entries = trail.append_all([record(i, "STORM") for i in range(1, 41)])
+    singles.join()
+    assert [e["i"] for e in entries] == list(range(1, 41))
+    seqs = [e["seq"] for e in entries]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 40
+    check = trail.verify()
+    assert check.ok, check
+    assert (check.records, check.anchored_seq) == (61, 61)
+    storm = [r for r in trail.records("STORM")]
+    assert [r["i"] for r in storm] == list(range(1, 41))
+    assert trail.append_all([]) == []
+
+
 def test_concurrent_writers_in_two_trails_keep_one_chain(backend: Backend) -> None:
     """Two servers (two trail objects) with 4 threads each append to one store at once."""
     first, second = backend.open(), backend.open()

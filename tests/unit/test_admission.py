@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fvs.admission import Admission
+from fvs.admission import HEADROOM, Admission
 
 
 def test_a_free_worker_always_admits_even_with_a_short_deadline() -> None:
@@ -52,17 +52,21 @@ def test_a_call_that_cannot_meet_its_deadline_is_refused_with_a_retry_delay() ->
 
 
 def test_the_queue_bound_caps_every_call_and_sets_the_retry_delay() -> None:
-    """Beyond the guaranteed calls the expected answer time (wait + service) must fit the
-    bound: 1 worker, 0.1 s a call, 1 s bound, 4 guaranteed."""
+    """Beyond the guaranteed calls the expected answer time (wait + service), with one
+    service time of headroom, must fit the bound: 1 worker, 0.1 s a call, 1 s bound, 4
+    guaranteed."""
+    assert HEADROOM == 1.0
     a = Admission(capacity=100, workers=1, max_wait_s=1.0)
     a.service_s = 0.1
-    decisions = [a.decide(time_remaining_s=60) for _ in range(10)]  # waits 0 .. 0.9 s
+    decisions = [a.decide(time_remaining_s=60) for _ in range(9)]  # waits 0 .. 0.8 s
     assert all(d.admitted for d in decisions)
-    assert [d.bounded for d in decisions] == [False] * 4 + [True] * 6
-    refused = a.decide(time_remaining_s=60)  # would wait 1.0 s and answer after 1.1 s
+    assert [d.bounded for d in decisions] == [False] * 4 + [True] * 5
+    refused = a.decide(time_remaining_s=60)  # would wait 0.9 s: 0.9 + 0.1 + 0.1 > 1.0
     assert not refused.admitted
     assert "queue bound" in refused.why
     assert refused.retry_after_s == pytest.approx(0.1)  # 1.1 - 1.0, at least one service
+    a.pending = 20  # waits 2 s: the delay is the time the queue needs to drain within the bound
+    assert a.decide(time_remaining_s=60).retry_after_s == pytest.approx(2.0 + 0.2 - 1.0)
 
 
 def test_a_bounded_call_that_waited_the_whole_bound_is_refused_when_its_turn_comes() -> None:
@@ -71,8 +75,8 @@ def test_a_bounded_call_that_waited_the_whole_bound_is_refused_when_its_turn_com
     decisions = [a.decide(None) for _ in range(6)]
     guaranteed, bounded = decisions[1], decisions[5]
     assert not guaranteed.bounded and bounded.bounded
-    assert not a.expired_bound(bounded, waited_s=0.95)  # within the bound: it runs
-    assert a.expired_bound(bounded, waited_s=1.05)  # the queue was slower than estimated
+    assert not a.expired_bound(bounded, waited_s=0.85)  # answered within the bound: it runs
+    assert a.expired_bound(bounded, waited_s=0.95)  # 0.95 + 0.1 s: slower than estimated
     assert not a.expired_bound(guaranteed, waited_s=5.0)  # guaranteed calls always run
     assert a.late_retry_s() == pytest.approx(0.1)
     unbounded = Admission(capacity=100, workers=1)  # no queue bound: nothing is bounded
