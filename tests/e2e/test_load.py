@@ -159,7 +159,11 @@ async def test_a_call_the_estimate_let_in_is_refused_when_its_wait_passed_the_bo
     after 1.2 s and more, past the 0.5 s bound, and are refused then (OVERLOADED, audited,
     never run) instead of being answered late."""
     server, slow = slow_server
-    server.server.runner.admission.service_s = 0.001
+    admission = server.server.runner.admission
+    admission.service_s = 0.001
+    samples: list[float | None] = []  # what each call taught the estimate
+    leave = admission.leave
+    admission.leave = lambda service_s=None: (samples.append(service_s), leave(service_s))[1]  # type: ignore[method-assign]
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = verification_pb2_grpc.FaceVerificationStub(channel)
         outcomes = await asyncio.gather(
@@ -179,6 +183,11 @@ async def test_a_call_the_estimate_let_in_is_refused_when_its_wait_passed_the_bo
     assert slow.calls == 4
     reasons = verify_reasons(server)
     assert reasons.count("OVERLOADED") == 2
+    # only the calls that ran teach the estimate its service time: the two refused in the
+    # worker (a few ms each) would have pulled it down and let still more calls in
+    del admission.leave
+    assert len(samples) == 6 and samples.count(None) == 2
+    assert all(s is None or s >= 0.25 for s in samples), samples
 
 
 @pytest.mark.parametrize("slow_server", [(60_000, 0.5, 2)], indirect=True)
