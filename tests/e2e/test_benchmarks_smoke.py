@@ -94,6 +94,21 @@ def test_service_benchmark(tmp_path: Path) -> None:
     assert payload["ratios"]["paired_c8_throughput_over_best_in_process"] > 0
 
 
+def test_overload_cpu_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "o.json"
+    bench(
+        "overload_cpu.py", "--seconds", "1.5", "--rounds", "1", "--factor", "3", "--level", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    rounds = json.loads(out.read_text())["rounds"]
+    assert len(rounds) == 1
+    closed, over = rounds[0]["closed"], rounds[0]["open"]
+    assert closed["ok"] > 0 and closed["server_cores"] > 0
+    assert over["calls"] > closed["calls"] and over["lost"] == 0
+    assert over["ok"] + over["refused"] == over["calls"]
+    assert 0 < over["event_loop_cores"] <= over["server_cores"]
+
+
 def test_audit_flush_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "f.json"
     bench(
