@@ -23,8 +23,9 @@ fields suffice. The rule a gateway engineer can act on:
 So closed-loop callers (each waiting for its answer before sending the next call) are never
 refused while their number times the service time per worker fits the bound, and under
 open-loop overload accepted calls are answered within ``max_wait_s`` (measured on 2 cores,
-4x overload, 1 s bound: accepted p99 983-1,022 ms; aiming at the bound itself and refusing
-only after a whole bound of waiting gave 1,106-1,184 ms).
+4x overload, 1 s bound: accepted p99 976-1,023 ms; aiming at the bound itself and refusing
+only after a whole bound of waiting gave 1,166-1,192 ms in the same run;
+docs/benchmarks/overload_cpu-x4.json).
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class Admission:
 
         Admission aims the answer (wait + service) at ``HEADROOM`` service times before the
         bound; this backstop refuses only what would pass the bound itself, so the estimate's
-        noise rarely trips it (measured: 1-3 of about 700 accepted calls per 10 s of 4x
-        overload; with admission aimed at the bound itself and no slack, half the calls
+        noise rarely trips it (measured: 4 calls per 10 s of 4x overload, against about 200
+        answered; with admission aimed at the bound itself and no slack, half the calls
         admitted at the edge were refused after waiting)."""
         return decision.bounded and waited_s + self.service_s > self.max_wait_s
 
