@@ -196,6 +196,7 @@ class Runner:
         waited = 0.0
 
         ran = False
+        flushes: list[Callable[[], None]] = []  # the outcome's audit record, written
 
         def checked(auth: Authorization) -> T:
             nonlocal ran
@@ -213,7 +214,9 @@ class Runner:
             waited = began - admitted
             hooks.admission_wait(waited)
             try:
-                return self.gate.run(caller, facts, checked, outcome or (lambda _: {}))
+                return self.gate.run(
+                    caller, facts, checked, outcome or (lambda _: {}), flushes=flushes
+                )
             finally:
                 # only calls that did their work measure the service time: a call refused in
                 # the worker (late, out of time, not permitted) takes a fraction of it, and
@@ -224,7 +227,13 @@ class Runner:
                     job.service_s = time.perf_counter() - began
 
         try:
-            return await self._in(self.executor, work)
+            try:
+                result = await self._in(self.executor, work)
+            except Exception:
+                await self._durable(flushes)  # the refusal's record too, before it leaves
+                raise
+            await self._durable(flushes)
+            return result
         except FvsError as exc:
             if self.on_failure is not None:
                 self.on_failure(exc.code)
@@ -237,6 +246,12 @@ class Runner:
             raise
         finally:
             self.admission.leave(job.service_s)
+
+    async def _durable(self, flushes: list[Callable[[], None]]) -> None:
+        """Flush the call's audit record on the audit thread before the answer leaves
+        (raises AUDIT_UNAVAILABLE instead when it cannot be flushed)."""
+        if flushes:
+            await self._in(self.audit_executor, _run_all, flushes)
 
     def _record_quietly(self, caller: Caller, facts: CallFacts, error: FvsError) -> None:
         try:
@@ -286,6 +301,11 @@ class Runner:
         """An Admin method: authorization and audit happen inside AdminService."""
         caller = caller_of(context, self.insecure)
         return await self._answer(context, "Admin", self._in(self.executor, fn, caller))
+
+
+def _run_all(flushes: list[Callable[[], None]]) -> None:
+    for flush in flushes:
+        flush()
 
 
 def _overloaded(why: str, retry_s: float, **metadata: str) -> FvsError:

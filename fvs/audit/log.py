@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -405,6 +405,20 @@ class AuditLog:
         self._sync(end)
         hooks.stage("audit_flush", time.perf_counter() - written)
         return entry
+
+    def append_deferred(self, record: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Chain and write ``record``; the returned function flushes and anchors it (group
+        commit: it returns at once if another flush already covered the record)."""
+        start = time.perf_counter()
+        entry, end = self._write(bound_record(record))
+        hooks.stage("audit_append", time.perf_counter() - start)
+
+        def flush() -> None:
+            began = time.perf_counter()
+            self._sync(end)
+            hooks.stage("audit_flush", time.perf_counter() - began)
+
+        return entry, flush
 
     def append_all(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Chain and write ``records``, then one flush and anchor for them all."""

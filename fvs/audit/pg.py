@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,10 @@ def _time(record: dict[str, Any]) -> dt.datetime:
         return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
     except (KeyError, ValueError):
         return dt.datetime.now(dt.UTC)
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass(eq=False)
@@ -181,6 +185,10 @@ class PgAuditTrail:
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Chain ``record`` in the next group commit; return once it is committed."""
         return self.append_all([record])[0]
+
+    def append_deferred(self, record: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+        """A commit is the flush: ``record`` is committed now, and nothing is left to do."""
+        return self.append(record), _nothing
 
     def append_all(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Queue ``records`` together (one batch unless MAX_BATCH splits them); return once

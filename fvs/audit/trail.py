@@ -18,7 +18,7 @@ import getpass
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +64,12 @@ class AuditTrail(Protocol):
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Chain ``record`` and return it (with seq, prev, hash) once it is durable; raise
         FvsError(AUDIT_UNAVAILABLE) otherwise, or while the trail fails its check."""
+        ...
+
+    def append_deferred(self, record: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Chain and write ``record`` now; the returned function makes it durable (raising
+        like :meth:`append`). The caller must call it before it acts on the record (answers
+        the call). Lets the flush run on another thread than the one that wrote."""
         ...
 
     def append_all(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

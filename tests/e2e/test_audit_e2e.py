@@ -205,3 +205,31 @@ def test_two_servers_write_one_postgresql_trail(
             assert dev.health() == "NOT_SERVING"
     finally:
         server.stop()
+
+
+def test_each_answer_leaves_only_once_its_audit_record_is_anchored(server: ServerThread) -> None:
+    """The outcome's record is written in the worker and flushed on the audit thread (a worker
+    that waits for the disk is moved to the core that takes its interrupts: README
+    "Performance"); the answer, a refusal included, still leaves only after the flush, which
+    anchors the head: right after each answer the head covers its record."""
+    from fvs.audit.log import verify_chain
+    from fvs.audit.trail import audit_key, audit_path, head_path
+
+    data = server.settings.store.data_dir
+    assert data is not None
+    with DevClient(server.address) as client:
+        client.enroll(CITIZEN_A, photo("obama.jpg"), create_if_missing=True)
+        for image, refused in ((photo("obama2.jpg"), False), (b"not an image", True)):
+            try:
+                client.verify(CITIZEN_A, image)
+            except CallFailedError as exc:
+                assert refused, exc
+            else:
+                assert not refused
+            # read at once, before any other call could flush
+            last = list(read_records(audit_path(data)))[-1]
+            assert last["operation"] == "Verify"
+            assert last["outcome"] == ("REFUSED" if refused else "OK")
+            check = verify_chain(audit_path(data), audit_key(data), head_path(data))
+            assert check.ok, check
+            assert check.anchored_seq >= int(last["seq"]), (check.anchored_seq, last["seq"])
